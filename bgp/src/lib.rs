@@ -1,0 +1,1 @@
+//! causeway-bgp (in progress)

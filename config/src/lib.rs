@@ -1,0 +1,1 @@
+//! causeway-config (in progress)

@@ -1,0 +1,1 @@
+//! causeway-dataplane (in progress)

@@ -1,0 +1,3 @@
+fn main() {
+    println!("causeway: in progress");
+}
