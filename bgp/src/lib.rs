@@ -1,1 +1,26 @@
-//! causeway-bgp (in progress)
+//! causeway-bgp: a sans-IO BGP-4 speaker (RFC 4271) for peering with cloud VPN gateways.
+//!
+//! * [`wire`]: message codec (view/`Repr`), typed errors carrying the NOTIFICATION to send,
+//!   RFC 7606 error handling.
+//! * [`session`]: the per-neighbor FSM (RFC 4271 §8); bytes in, bytes/events/timers out.
+//! * [`rib`]: Adj-RIB-In, best path (RFC 4271 §9.1) with ECMP, Adj-RIB-Out packing.
+//! * [`speaker`]: several sessions + the RIB + per-neighbor policy; emits FIB changes.
+//!
+//! No sockets, no clocks: the caller passes `now` and moves the bytes.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod policy;
+pub mod prefix;
+pub mod rib;
+pub mod session;
+pub mod speaker;
+pub mod wire;
+
+pub use policy::{MaxPrefix, MaxPrefixAction, Policy};
+pub use prefix::{parse_prefix_filter, Afi, Prefix, PrefixList, PrefixListEntry, PrefixParseError};
+pub use rib::{NeighborId, Route};
+pub use session::{
+    Dir, DownReason, Negotiated, Session, SessionConfig, SessionEvent, SessionState, Transmit,
+};
+pub use speaker::{NeighborConfig, NeighborStatus, Speaker, SpeakerConfig, SpeakerEvent};

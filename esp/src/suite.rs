@@ -295,7 +295,10 @@ mod tests {
     #[test]
     fn invalid_suites_are_refused() {
         assert_eq!(
-            Suite::new(Encryption::AesGcm16 { key_bits: 256 }, Some(Integrity::HmacSha1_96)),
+            Suite::new(
+                Encryption::AesGcm16 { key_bits: 256 },
+                Some(Integrity::HmacSha1_96)
+            ),
             Err(SuiteError::AeadWithIntegrity)
         );
         assert_eq!(
@@ -303,7 +306,10 @@ mod tests {
             Err(SuiteError::CbcWithoutIntegrity)
         );
         assert_eq!(
-            Suite::new(Encryption::AesCbc { key_bits: 100 }, Some(Integrity::HmacSha1_96)),
+            Suite::new(
+                Encryption::AesCbc { key_bits: 100 },
+                Some(Integrity::HmacSha1_96)
+            ),
             Err(SuiteError::KeyBits(100))
         );
         assert_eq!(Suite::all().count(), 15);

@@ -1,0 +1,599 @@
+//! The dataplane: worker threads moving packets between TUN devices and sockets.
+//!
+//! Threads (plain OS threads, blocking I/O with a 100 ms poll so they notice shutdown):
+//! * one TX thread per tunnel: TUN → MSS clamp → outbound SA `seal` → UDP 4500 (or raw
+//!   ESP) to the peer;
+//! * one RX thread per UDP endpoint (local address, port 4500): demultiplexes IKE (to
+//!   the daemon's `ike_sink`), NAT keepalives (ignored) and ESP: SPI lookup → `open` →
+//!   traffic-selector check → MSS clamp → write to the SA's tunnel's TUN;
+//! * one RX thread per raw ESP socket (when a tunnel uses `encap = esp`).
+//!
+//! Everything is created in the network namespace of the thread that calls
+//! [`Dataplane::new`] / [`Dataplane::add_tunnel`].
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use socket2::Socket;
+
+use crate::batch::{send_batch, RecvBatch, BATCH};
+
+pub use crate::counters::{CountersSnapshot, DropReason, TunnelCounters};
+use crate::packet::{self, inbound_allowed, NEXT_HEADER_NONE};
+pub use crate::sa::Encap;
+use crate::sa::{InboundSa, InboundTable, OutboundSa, SaError};
+use crate::tun::{poll_readable, Tun, TunConfig};
+use crate::udp::{self, Natt};
+
+/// Bytes reserved in front of a packet read from the TUN (ESP header + IV ≤ 24).
+const HEADROOM: usize = 64;
+/// Bytes reserved behind it (padding + trailer + ICV ≤ 49).
+const TAILROOM: usize = 128;
+/// Largest packet handled.
+const MAX_PACKET: usize = 65535;
+/// Receive slot: a whole UDP datagram (IKE messages can be large).
+const RX_SLOT: usize = 65536;
+/// How often blocked workers look at the stop flag.
+const POLL: Duration = Duration::from_millis(100);
+
+/// An IKE message received on a port-4500 endpoint (non-ESP marker already stripped).
+#[derive(Clone, Copy, Debug)]
+pub struct IkeDatagram<'a> {
+    /// Our address/port it arrived on.
+    pub local: SocketAddr,
+    /// The sender.
+    pub peer: SocketAddr,
+    /// The IKE message (starts with the IKE header).
+    pub msg: &'a [u8],
+}
+
+/// Callback for IKE messages on port 4500. Called on a worker thread: must not block
+/// (e.g. copy into a `tokio::sync::mpsc` channel with `try_send`/`send`).
+pub type IkeSink = Arc<dyn Fn(IkeDatagram<'_>) + Send + Sync>;
+
+/// How to set up a tunnel's dataplane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelConfig {
+    /// The TUN device (name, MTU, addresses).
+    pub tun: TunConfig,
+    /// Our outer address: the endpoint ([`Dataplane::open_endpoint`]) bound to it (or to
+    /// the unspecified address of its family) sends this tunnel's ESP.
+    pub local: IpAddr,
+    /// Clamp the MSS of TCP SYNs in both directions to this value.
+    pub mss_clamp: Option<u16>,
+}
+
+struct OutboundEntry {
+    sa: OutboundSa,
+    udp: Option<Arc<UdpSocket>>,
+    raw: Option<Arc<Socket>>,
+}
+
+struct TunnelShared {
+    tun: Tun,
+    local: IpAddr,
+    mss_clamp: Option<u16>,
+    counters: TunnelCounters,
+    outbound: ArcSwapOption<OutboundEntry>,
+    stop: AtomicBool,
+}
+
+struct InboundEntry {
+    sa: InboundSa,
+    tunnel: Arc<TunnelShared>,
+}
+
+struct Endpoint {
+    sock: Arc<UdpSocket>,
+    local: SocketAddr,
+}
+
+struct Inner {
+    inbound: InboundTable<InboundEntry>,
+    endpoints: Mutex<Vec<Endpoint>>,
+    raw: Mutex<HashMap<IpAddr, Arc<Socket>>>,
+    ike_sink: IkeSink,
+    /// Drops that belong to no tunnel (unknown SPI, malformed datagrams).
+    counters: TunnelCounters,
+    stop: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The running dataplane. Dropping it (or [`Dataplane::shutdown`]) stops the endpoint
+/// threads; tunnels stop when their [`Tunnel`] handle is dropped.
+pub struct Dataplane {
+    inner: Arc<Inner>,
+}
+
+/// A tunnel's dataplane: its TUN device, TX worker, outbound SA slot and counters.
+/// Dropping it stops the worker, removes its inbound SAs and deletes the TUN device.
+pub struct Tunnel {
+    shared: Arc<TunnelShared>,
+    inner: Arc<Inner>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Dataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataplane")
+            .field("inbound", &self.inner.inbound)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Tunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tunnel")
+            .field("tun", &self.shared.tun)
+            .field("local", &self.shared.local)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Dataplane {
+    /// A dataplane with no endpoints and no tunnels. IKE messages arriving on port 4500
+    /// go to `ike_sink`.
+    pub fn new(ike_sink: IkeSink) -> Self {
+        Dataplane {
+            inner: Arc::new(Inner {
+                inbound: InboundTable::default(),
+                endpoints: Mutex::new(Vec::new()),
+                raw: Mutex::new(HashMap::new()),
+                ike_sink,
+                counters: TunnelCounters::default(),
+                stop: Arc::new(AtomicBool::new(false)),
+                threads: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Binds a UDP socket for ESP-in-UDP and IKE on `local` (normally port 4500; port 0
+    /// picks one, for tests) and starts its receive worker. Returns the bound address.
+    pub fn open_endpoint(&self, local: SocketAddr) -> io::Result<SocketAddr> {
+        let sock = Arc::new(udp::bind_udp(local)?);
+        let bound = sock.local_addr()?;
+        lock(&self.inner.endpoints).push(Endpoint {
+            sock: Arc::clone(&sock),
+            local: bound,
+        });
+        let inner = Arc::clone(&self.inner);
+        let h = std::thread::Builder::new()
+            .name(format!("cw-udp-{}", bound.port()))
+            .spawn(move || udp_rx_loop(&inner, &sock, bound))?;
+        lock(&self.inner.threads).push(h);
+        Ok(bound)
+    }
+
+    /// Sends an IKE message on the endpoint bound to `local`'s address (or the
+    /// unspecified address), with the non-ESP marker in front (RFC 3948 §2.2).
+    pub fn send_ike(&self, local: IpAddr, peer: SocketAddr, msg: &[u8]) -> io::Result<()> {
+        let sock = self.inner.endpoint_for(local)?;
+        let mut d = Vec::with_capacity(4 + msg.len());
+        d.extend_from_slice(&udp::NON_ESP_MARKER);
+        d.extend_from_slice(msg);
+        sock.send_to(&d, peer)?;
+        Ok(())
+    }
+
+    /// Sends a NAT-keepalive (one 0xFF byte, RFC 3948 §2.3) from the endpoint of `local`.
+    pub fn send_keepalive(&self, local: IpAddr, peer: SocketAddr) -> io::Result<()> {
+        self.inner.endpoint_for(local)?.send_to(&[0xff], peer)?;
+        Ok(())
+    }
+
+    /// Creates the tunnel's TUN device (MTU, addresses, up) and starts its TX worker.
+    /// Packets routed into the TUN are dropped (counted `no_outbound_sa`) until
+    /// [`Tunnel::set_outbound`] installs an SA.
+    pub fn add_tunnel(&self, cfg: TunnelConfig) -> io::Result<Tunnel> {
+        let tun = Tun::create(&cfg.tun)?;
+        tun.set_nonblocking(true)?;
+        let shared = Arc::new(TunnelShared {
+            tun,
+            local: cfg.local,
+            mss_clamp: cfg.mss_clamp,
+            counters: TunnelCounters::default(),
+            outbound: ArcSwapOption::empty(),
+            stop: AtomicBool::new(false),
+        });
+        let (s, stop) = (Arc::clone(&shared), Arc::clone(&self.inner.stop));
+        let thread = std::thread::Builder::new()
+            .name(format!("cw-tx-{}", cfg.tun.name))
+            .spawn(move || tun_tx_loop(&s, &stop))?;
+        Ok(Tunnel {
+            shared,
+            inner: Arc::clone(&self.inner),
+            thread: Some(thread),
+        })
+    }
+
+    /// Installs (or replaces) an inbound SA for `tunnel`, keyed by its SPI. Install the
+    /// new inbound SA before switching the outbound one (make-before-break).
+    pub fn install_inbound(&self, tunnel: &Tunnel, sa: InboundSa) {
+        let spi = sa.esp.spi();
+        self.inner.inbound.insert(
+            spi,
+            Arc::new(InboundEntry {
+                sa,
+                tunnel: Arc::clone(&tunnel.shared),
+            }),
+        );
+    }
+
+    /// Removes an inbound SA; returns whether it was installed.
+    pub fn remove_inbound(&self, spi: u32) -> bool {
+        self.inner.inbound.remove(spi)
+    }
+
+    /// Number of installed inbound SAs.
+    pub fn inbound_count(&self) -> usize {
+        self.inner.inbound.len()
+    }
+
+    /// Drops that belong to no tunnel: unknown SPIs, malformed datagrams.
+    pub fn global_counters(&self) -> CountersSnapshot {
+        self.inner.counters.snapshot()
+    }
+
+    /// Stops and joins the endpoint/raw-ESP workers (tunnels' TX workers stop too).
+    pub fn shutdown(&self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        let threads: Vec<_> = lock(&self.inner.threads).drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Inner {
+    fn endpoint_for(&self, local: IpAddr) -> io::Result<Arc<UdpSocket>> {
+        let eps = lock(&self.endpoints);
+        eps.iter()
+            .find(|e| e.local.ip() == local)
+            .or_else(|| {
+                eps.iter()
+                    .find(|e| e.local.ip().is_unspecified() && e.local.is_ipv4() == local.is_ipv4())
+            })
+            .map(|e| Arc::clone(&e.sock))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no UDP endpoint open for {local}"),
+                )
+            })
+    }
+
+    fn raw_for(self: &Arc<Self>, local: IpAddr) -> io::Result<Arc<Socket>> {
+        let mut raws = lock(&self.raw);
+        if let Some(s) = raws.get(&local) {
+            return Ok(Arc::clone(s));
+        }
+        let sock = Arc::new(udp::raw_esp_socket(local)?);
+        raws.insert(local, Arc::clone(&sock));
+        let (inner, s) = (Arc::clone(self), Arc::clone(&sock));
+        let h = std::thread::Builder::new()
+            .name("cw-esp-rx".into())
+            .spawn(move || raw_rx_loop(&inner, &s, local))?;
+        lock(&self.threads).push(h);
+        Ok(sock)
+    }
+
+    /// Opens one ESP packet at `buf[range]` and delivers it.
+    fn handle_esp(&self, buf: &mut [u8], range: std::ops::Range<usize>) {
+        let Some(spi) = buf.get(range.clone()).and_then(udp::esp_spi) else {
+            self.counters.drop(DropReason::Malformed);
+            return;
+        };
+        let Some(entry) = self.inbound.get(spi) else {
+            self.counters.drop(DropReason::UnknownSpi);
+            return;
+        };
+        let t = &entry.tunnel;
+        let opened = match entry.sa.esp.open(buf, range) {
+            Ok(o) => o,
+            Err(SaError::Replay) => return t.counters.drop(DropReason::Replay),
+            Err(SaError::Malformed) => return t.counters.drop(DropReason::Malformed),
+            Err(_) => return t.counters.drop(DropReason::AuthFailed),
+        };
+        if opened.next_header == NEXT_HEADER_NONE {
+            return; // dummy packet (TFC), RFC 4303 §2.6
+        }
+        let Some(inner_pkt) = buf.get_mut(opened.payload) else {
+            return t.counters.drop(DropReason::Malformed);
+        };
+        if !inbound_allowed(
+            inner_pkt,
+            opened.next_header,
+            &entry.sa.local_ts,
+            &entry.sa.remote_ts,
+        ) {
+            return t.counters.drop(DropReason::Policy);
+        }
+        if let Some(mss) = t.mss_clamp {
+            if packet::clamp_mss(inner_pkt, mss) {
+                t.counters.mss_clamped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        match t.tun.send(inner_pkt) {
+            Ok(_) => t.counters.count_in(inner_pkt.len()),
+            Err(_) => t.counters.drop(DropReason::IoError),
+        }
+    }
+}
+
+fn udp_rx_loop(inner: &Inner, sock: &UdpSocket, local: SocketAddr) {
+    let mut rb = RecvBatch::new(BATCH, RX_SLOT);
+    let mut busy = false;
+    while !inner.stop.load(Ordering::Relaxed) {
+        // Under load the socket is read again right away; poll only when it was drained.
+        if !busy {
+            match poll_readable(sock.as_raw_fd(), POLL) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => {
+                    std::thread::sleep(POLL);
+                    continue;
+                }
+            }
+        }
+        let count = match rb.recv(sock.as_raw_fd()) {
+            Ok(n) => n,
+            Err(_) => {
+                busy = false;
+                continue;
+            }
+        };
+        busy = count == BATCH;
+        for i in 0..count {
+            let Some((buf, n, from, truncated)) = rb.get(i) else {
+                continue;
+            };
+            let Some(peer) = from else {
+                continue;
+            };
+            if truncated {
+                inner.counters.drop(DropReason::Malformed);
+                continue;
+            }
+            match udp::classify_natt(&buf[..n]) {
+                Natt::Ike(msg) => (inner.ike_sink)(IkeDatagram { local, peer, msg }),
+                Natt::Keepalive => {}
+                Natt::Invalid => inner.counters.drop(DropReason::Malformed),
+                Natt::Esp(_) => inner.handle_esp(buf, 0..n),
+            }
+        }
+    }
+}
+
+fn raw_rx_loop(inner: &Inner, sock: &Socket, local: IpAddr) {
+    let mut rb = RecvBatch::new(BATCH, RX_SLOT);
+    let mut busy = false;
+    while !inner.stop.load(Ordering::Relaxed) {
+        // Under load the socket is read again right away; poll only when it was drained.
+        if !busy {
+            match poll_readable(sock.as_raw_fd(), POLL) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => {
+                    std::thread::sleep(POLL);
+                    continue;
+                }
+            }
+        }
+        let count = match rb.recv(sock.as_raw_fd()) {
+            Ok(n) => n,
+            Err(_) => {
+                busy = false;
+                continue;
+            }
+        };
+        busy = count == BATCH;
+        for i in 0..count {
+            let Some((buf, n, _from, truncated)) = rb.get(i) else {
+                continue;
+            };
+            if truncated {
+                inner.counters.drop(DropReason::Malformed);
+                continue;
+            }
+            let start = if local.is_ipv4() {
+                match udp::strip_ipv4_header(&buf[..n]) {
+                    Some(rest) => n - rest.len(),
+                    None => {
+                        inner.counters.drop(DropReason::Malformed);
+                        continue;
+                    }
+                }
+            } else {
+                0
+            };
+            inner.handle_esp(buf, start..n);
+        }
+    }
+}
+
+fn tun_tx_loop(t: &TunnelShared, global_stop: &AtomicBool) {
+    let mut slots: Vec<Vec<u8>> = (0..BATCH)
+        .map(|_| vec![0u8; HEADROOM + MAX_PACKET + TAILROOM])
+        .collect();
+    // For each packet ready to send: its slot, the ESP packet's range, the inner length.
+    let mut sealed: [(usize, Range<usize>, usize); BATCH] = std::array::from_fn(|_| (0, 0..0, 0));
+    let mut busy = false;
+    while !t.stop.load(Ordering::Relaxed) && !global_stop.load(Ordering::Relaxed) {
+        // Under load the TUN is read again right away; poll only when it was drained.
+        if !busy {
+            match t.tun.wait_readable(POLL) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => {
+                    std::thread::sleep(POLL);
+                    continue;
+                }
+            }
+        }
+        let guard = t.outbound.load();
+        // Read and seal up to BATCH packets (the TUN is non-blocking).
+        let mut ready = 0;
+        let mut read = 0;
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let n = match t.tun.recv(&mut slot[HEADROOM..HEADROOM + MAX_PACKET]) {
+                Ok(n) => n,
+                Err(_) => break,
+            };
+            read += 1;
+            if let Some(r) = seal_one(t, guard.as_deref(), slot, n) {
+                sealed[ready] = (i, r, n);
+                ready += 1;
+            }
+        }
+        busy = read == BATCH;
+        let Some(out) = guard.as_deref() else {
+            continue;
+        };
+        if ready == 0 {
+            continue;
+        }
+        let mut pkts: [&[u8]; BATCH] = [&[]; BATCH];
+        for (p, (i, r, _)) in pkts.iter_mut().zip(&sealed[..ready]) {
+            *p = slots[*i].get(r.clone()).unwrap_or(&[]);
+        }
+        let (fd, to) = match (out.sa.encap, &out.udp, &out.raw) {
+            (Encap::Udp, Some(s), _) => (s.as_raw_fd(), out.sa.peer),
+            (Encap::Esp, _, Some(s)) => (s.as_raw_fd(), SocketAddr::new(out.sa.peer.ip(), 0)),
+            _ => {
+                for _ in 0..ready {
+                    t.counters.drop(DropReason::IoError);
+                }
+                continue;
+            }
+        };
+        let (sent, err) = send_batch(fd, &pkts[..ready], to);
+        for (_, _, n) in &sealed[..sent] {
+            t.counters.count_out(*n);
+        }
+        if let Some(e) = err {
+            // The failed packet is dropped; the rest of the batch too (rare: the socket
+            // buffer is large and blocking).
+            let reason = if e.raw_os_error() == Some(libc::EMSGSIZE) {
+                DropReason::TooBig
+            } else {
+                DropReason::IoError
+            };
+            for _ in sent..ready {
+                t.counters.drop(reason);
+            }
+        }
+    }
+}
+
+/// Checks, clamps and seals the packet at `slot[HEADROOM..HEADROOM + n]`; returns the
+/// ESP packet's range, or `None` (counted) when it is dropped.
+fn seal_one(
+    t: &TunnelShared,
+    out: Option<&OutboundEntry>,
+    slot: &mut [u8],
+    n: usize,
+) -> Option<Range<usize>> {
+    let payload = HEADROOM..HEADROOM + n;
+    let Some(info) = slot.get(payload.clone()).and_then(packet::ip_info) else {
+        t.counters.drop(DropReason::Malformed);
+        return None;
+    };
+    if packet::is_link_scoped(&info) {
+        // Router solicitations, MLD, ...: never tunneled, not worth a counter.
+        return None;
+    }
+    if let Some(mss) = t.mss_clamp {
+        if packet::clamp_mss(&mut slot[payload.clone()], mss) {
+            t.counters.mss_clamped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let Some(out) = out else {
+        t.counters.drop(DropReason::NoOutboundSa);
+        return None;
+    };
+    match out.sa.esp.seal(slot, payload, info.next_header) {
+        Ok(r) => Some(r),
+        Err(_) => {
+            t.counters.drop(DropReason::SealFailed);
+            None
+        }
+    }
+}
+
+impl Tunnel {
+    /// Interface name of the TUN device.
+    pub fn name(&self) -> &str {
+        self.shared.tun.name()
+    }
+
+    /// Interface index of the TUN device (for [`crate::Route::dev`]).
+    pub fn ifindex(&self) -> u32 {
+        self.shared.tun.ifindex()
+    }
+
+    /// Live counters.
+    pub fn counters(&self) -> CountersSnapshot {
+        self.shared.counters.snapshot()
+    }
+
+    /// Switches the outbound SA atomically (`None`: stop sending; packets are dropped
+    /// and counted). For [`Encap::Udp`] an endpoint for the tunnel's local address must
+    /// be open; for [`Encap::Esp`] a raw ESP socket is opened on first use.
+    pub fn set_outbound(&self, sa: Option<OutboundSa>) -> io::Result<()> {
+        let Some(sa) = sa else {
+            self.shared.outbound.store(None);
+            return Ok(());
+        };
+        let local = self.shared.local;
+        if sa.peer.is_ipv4() != local.is_ipv4() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "peer and local address families differ",
+            ));
+        }
+        let (udp, raw) = match sa.encap {
+            Encap::Udp => (Some(self.inner.endpoint_for(local)?), None),
+            Encap::Esp => (None, Some(self.inner.raw_for(local)?)),
+        };
+        self.shared
+            .outbound
+            .store(Some(Arc::new(OutboundEntry { sa, udp, raw })));
+        Ok(())
+    }
+
+    /// SPI of the current outbound SA, if any.
+    pub fn outbound_spi(&self) -> Option<u32> {
+        self.shared.outbound.load().as_ref().map(|o| o.sa.esp.spi())
+    }
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let me = Arc::as_ptr(&self.shared);
+        self.inner
+            .inbound
+            .remove_where(|e| Arc::as_ptr(&e.tunnel) == me);
+    }
+}

@@ -1,0 +1,251 @@
+//! [`Endpoint`]: the sans-IO driver of one configured connection (one peer).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::crypto::Rng;
+use crate::event::{Event, Transmit};
+use crate::ike_sa::{Ctx, IkeSa, State};
+use crate::proposal::IkeSuite;
+use crate::wire::{ExchangeType, Header, HeaderRepr, Message};
+
+/// A short view of one IKE SA, for status output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IkeSaInfo {
+    /// Initiator's SPI.
+    pub spi_i: u64,
+    /// Responder's SPI (0 while unknown).
+    pub spi_r: u64,
+    /// Whether we initiated it.
+    pub initiator: bool,
+    /// Whether IKE_AUTH completed (and it is not being deleted).
+    pub established: bool,
+    /// Negotiated algorithms (after IKE_SA_INIT).
+    pub suite: Option<IkeSuite>,
+    /// The peer's IKE address.
+    pub remote_addr: SocketAddr,
+    /// Child SAs as (our inbound SPI, the peer's SPI).
+    pub children: Vec<(u32, u32)>,
+    /// When IKE_AUTH completed.
+    pub established_at: Option<Instant>,
+}
+
+/// One configured IKEv2 connection: it initiates when told to, answers the peer's
+/// IKE_SA_INIT, and runs IKE_AUTH and INFORMATIONAL for its IKE SAs.
+///
+/// Sans-IO: feed it datagrams ([`Endpoint::handle_datagram`]) and timer expiries
+/// ([`Endpoint::handle_timeout`]); after every call drain [`Endpoint::poll_transmit`]
+/// and [`Endpoint::poll_event`], and re-arm the timer with [`Endpoint::poll_timeout`].
+pub struct Endpoint {
+    config: Config,
+    rng: Box<dyn Rng + Send>,
+    sas: Vec<IkeSa>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("local", &self.config.local_addr)
+            .field("remote", &self.config.remote_addr)
+            .field("ike_sas", &self.sas.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// A new endpoint. `rng` supplies SPIs, nonces, DH keys and IVs
+    /// ([`crate::crypto::SystemRng`] in production).
+    pub fn new(config: Config, rng: Box<dyn Rng + Send>) -> Endpoint {
+        Endpoint {
+            config,
+            rng,
+            sas: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn with_ctx<T>(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut Ctx<'_>, &mut Vec<IkeSa>) -> T,
+    ) -> T {
+        let mut ctx = Ctx {
+            config: &self.config,
+            rng: &mut *self.rng,
+            now,
+            transmits: &mut self.transmits,
+            events: &mut self.events,
+        };
+        let r = f(&mut ctx, &mut self.sas);
+        self.sas.retain(|s| s.state != State::Dead);
+        r
+    }
+
+    /// Starts a new IKE SA as initiator (IKE_SA_INIT, then IKE_AUTH with the first Child
+    /// SA). Failures are reported as [`Event::Failed`].
+    pub fn initiate(&mut self, now: Instant) {
+        self.with_ctx(now, |ctx, sas| match IkeSa::initiate(ctx) {
+            Ok(sa) => sas.push(sa),
+            Err(e) => ctx.events.push_back(Event::Failed(e)),
+        });
+    }
+
+    /// Deletes every IKE SA (INFORMATIONAL with a Delete payload); [`Event::IkeSaDeleted`]
+    /// follows when the peer answers or stops answering. Half-open SAs are dropped.
+    pub fn terminate(&mut self, now: Instant) {
+        self.with_ctx(now, |ctx, sas| {
+            for sa in sas.iter_mut() {
+                sa.start_delete_ike(ctx);
+            }
+        });
+    }
+
+    /// Deletes one Child SA by our (inbound) SPI. Returns false if no such Child SA.
+    pub fn delete_child(&mut self, now: Instant, local_spi: u32) -> bool {
+        self.with_ctx(now, |ctx, sas| {
+            sas.iter_mut().any(|sa| sa.delete_child(ctx, local_spi))
+        })
+    }
+
+    /// Sends an empty INFORMATIONAL request on every established IKE SA (liveness check;
+    /// no answer after the retransmissions gives [`crate::FailReason::PeerUnreachable`]).
+    pub fn check_liveness(&mut self, now: Instant) {
+        self.with_ctx(now, |ctx, sas| {
+            for sa in sas.iter_mut() {
+                sa.check_liveness(ctx);
+            }
+        });
+    }
+
+    /// Handles one received IKE datagram (`from` the peer, `to` our local address; on port
+    /// 4500 without the non-ESP marker). Malformed or unexpected datagrams are dropped.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+        bytes: &[u8],
+    ) {
+        // 1. Header first: which SA is this for?
+        let Ok(h) = Header::new_checked(bytes) else {
+            return;
+        };
+        let Ok(hdr) = HeaderRepr::parse(&h) else {
+            return;
+        };
+        let Ok(msg) = Message::parse(bytes) else {
+            return;
+        };
+        let peer_ip = self.config.remote_addr.ip();
+        if !peer_ip.is_unspecified() && from.ip() != peer_ip {
+            return;
+        }
+        self.with_ctx(now, |ctx, sas| {
+            // 2. A new (or retransmitted) IKE_SA_INIT request.
+            if hdr.exchange_type == ExchangeType::IKE_SA_INIT && !hdr.flags.response {
+                if hdr.spi_r != 0 {
+                    return;
+                }
+                if let Some(sa) = sas
+                    .iter_mut()
+                    .find(|s| !s.initiator && s.spi_i == hdr.spi_i && s.remote.ip() == from.ip())
+                {
+                    if sa.handle_init_duplicate(ctx, bytes) {
+                        return;
+                    }
+                }
+                if let Some(sa) = IkeSa::respond_init(ctx, &hdr, &msg, bytes, from, to) {
+                    sas.push(sa);
+                }
+                return;
+            }
+            // 3. Everything else belongs to an existing SA.
+            let Some(i) = sas.iter().position(|s| {
+                s.spi_i == hdr.spi_i
+                    && (s.spi_r == hdr.spi_r || (s.state == State::InitSent && hdr.flags.response))
+            }) else {
+                return;
+            };
+            let before_up = sas[i].is_established();
+            let r = if hdr.flags.response {
+                sas[i].handle_response(ctx, &hdr, &msg, bytes, from, to)
+            } else {
+                sas[i].handle_request(ctx, &hdr, &msg, bytes, from, to)
+            };
+            let _ = r;
+            // 4. INITIAL_CONTACT (RFC 7296 §2.4): the peer forgot every other IKE SA.
+            if !before_up && sas[i].is_established() && sas[i].initial_contact {
+                let keep = (sas[i].spi_i, sas[i].spi_r);
+                for s in sas.iter_mut() {
+                    if (s.spi_i, s.spi_r) != keep && s.is_established() {
+                        s.drop_silently(ctx);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Handles timer expiry: retransmissions and giving up on an unreachable peer.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.with_ctx(now, |ctx, sas| {
+            for sa in sas.iter_mut() {
+                sa.handle_timeout(ctx);
+            }
+        });
+    }
+
+    /// The next datagram to send, if any. Call until `None` after every input.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// When [`Endpoint::handle_timeout`] must be called next (`None`: no timer).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sas.iter().filter_map(IkeSa::timeout).min()
+    }
+
+    /// The next event, if any. Call until `None` after every input.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The IKE SAs this endpoint holds (for status output).
+    pub fn ike_sas(&self) -> Vec<IkeSaInfo> {
+        self.sas
+            .iter()
+            .map(|s| IkeSaInfo {
+                spi_i: s.spi_i,
+                spi_r: s.spi_r,
+                initiator: s.initiator,
+                established: s.state == State::Established,
+                suite: s.suite,
+                remote_addr: s.remote,
+                children: s
+                    .children
+                    .iter()
+                    .map(|c| (c.local_spi, c.remote_spi))
+                    .collect(),
+                established_at: s.established_at,
+            })
+            .collect()
+    }
+
+    /// Whether an IKE SA is established.
+    pub fn is_established(&self) -> bool {
+        self.sas.iter().any(|s| s.state == State::Established)
+    }
+}

@@ -1,0 +1,187 @@
+//! What the state machine hands to the daemon: datagrams to send and events.
+
+use core::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use crate::proposal::{ChildSuite, IkeSuite};
+use crate::ts::TrafficSelector;
+
+/// A datagram to send.
+///
+/// `payload` is the IKE message only. When `dst` (and `src`) use port 4500 the daemon
+/// must prepend the 4-byte non-ESP marker (RFC 3948 §2.2) when sending, and strip it
+/// from received datagrams on port 4500 before calling `handle_datagram` (datagrams
+/// starting with a non-zero SPI there are ESP, not IKE).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Our address/port to send from.
+    pub src: SocketAddr,
+    /// The peer's address/port.
+    pub dst: SocketAddr,
+    /// The IKE message (without the non-ESP marker).
+    pub payload: Vec<u8>,
+}
+
+impl Transmit {
+    /// Whether this datagram goes to port 4500 and needs the non-ESP marker.
+    pub fn needs_non_esp_marker(&self) -> bool {
+        self.src.port() == 4500 || self.dst.port() == 4500
+    }
+}
+
+/// Key material for one direction of a Child SA, in RFC 7296 §2.17 order: the
+/// encryption key (for AES-GCM followed by its 4-byte salt), then the integrity key.
+/// Zeroized on drop; `Debug` prints only lengths.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EspKeys {
+    keymat: Zeroizing<Vec<u8>>,
+    encr_len: usize,
+}
+
+impl EspKeys {
+    pub(crate) fn new(keymat: &[u8], encr_len: usize) -> EspKeys {
+        EspKeys {
+            keymat: Zeroizing::new(keymat.to_vec()),
+            encr_len: encr_len.min(keymat.len()),
+        }
+    }
+    /// Encryption key and, for AES-GCM, the salt (last 4 bytes).
+    pub fn encryption(&self) -> &[u8] {
+        self.keymat.get(..self.encr_len).unwrap_or(&[])
+    }
+    /// Integrity key (empty for AES-GCM).
+    pub fn integrity(&self) -> &[u8] {
+        self.keymat.get(self.encr_len..).unwrap_or(&[])
+    }
+    /// Encryption key followed by the integrity key (what `esp` takes as one buffer).
+    pub fn keymat(&self) -> &[u8] {
+        &self.keymat
+    }
+}
+
+impl fmt::Debug for EspKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "EspKeys(<redacted>, {}+{} bytes)",
+            self.encr_len,
+            self.keymat.len() - self.encr_len
+        )
+    }
+}
+
+/// An established Child SA (a pair of ESP SAs).
+#[derive(Clone, Debug)]
+pub struct ChildSa {
+    /// Our SPI: the peer sends ESP to us with it (inbound SA).
+    pub local_spi: u32,
+    /// The peer's SPI: we send ESP with it (outbound SA).
+    pub remote_spi: u32,
+    /// The ESP suite for the dataplane.
+    pub suite: esp::suite::Suite,
+    /// The negotiated algorithms (with ESN and the PFS group for rekeys).
+    pub child_suite: ChildSuite,
+    /// Keys to open inbound packets with.
+    pub keys_in: EspKeys,
+    /// Keys to seal outbound packets with.
+    pub keys_out: EspKeys,
+    /// Our traffic selectors (after narrowing).
+    pub local_ts: Vec<TrafficSelector>,
+    /// The peer's traffic selectors (after narrowing).
+    pub remote_ts: Vec<TrafficSelector>,
+    /// Lifetime (hard; the daemon should rekey or renegotiate before it).
+    pub lifetime: Duration,
+    /// ESP goes in UDP on port 4500 (NAT detected or forced).
+    pub udp_encap: bool,
+    /// Our outer address (and port 4500 when `udp_encap`).
+    pub local_addr: SocketAddr,
+    /// The peer's outer address (and its NAT-T port when `udp_encap`).
+    pub remote_addr: SocketAddr,
+    /// Whether extended sequence numbers were negotiated.
+    pub esn: bool,
+}
+
+/// Why an IKE SA or Child SA could not be set up, or died. Each variant says what to do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FailReason {
+    /// The peer rejected our AUTH, or our check of its AUTH failed: the PSKs differ
+    /// (or the identities do not match what the peer expects).
+    #[error("authentication failed: check that both sides use the same PSK and identities")]
+    AuthenticationFailed,
+    /// The peer's identity is not the configured `remote_id`.
+    #[error("peer identity {got} is not the configured remote id {want}")]
+    WrongPeerId {
+        /// What the peer sent.
+        got: String,
+        /// What was configured.
+        want: String,
+    },
+    /// No common IKE or ESP proposal.
+    #[error("no proposal chosen ({what}): the peers share no algorithm combination")]
+    NoProposalChosen {
+        /// `IKE` or `ESP`.
+        what: &'static str,
+    },
+    /// The traffic selectors do not overlap.
+    #[error("traffic selectors unacceptable: local_ts/remote_ts do not match the peer's")]
+    TsUnacceptable,
+    /// No answer after all retransmissions.
+    #[error("peer unreachable: no answer after {tries} retransmissions")]
+    PeerUnreachable {
+        /// Retransmissions sent.
+        tries: u32,
+    },
+    /// The peer sent a message we could not use (malformed, bad integrity, ...).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The peer answered with an error notify we do not map further.
+    #[error("peer sent error notify {0}")]
+    PeerError(u16),
+    /// Key exchange failed (bad public value, unsupported group).
+    #[error("key exchange failed: {0}")]
+    KeyExchange(String),
+}
+
+/// Something the daemon must act on.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// The IKE SA is up (after IKE_AUTH).
+    IkeSaEstablished {
+        /// Initiator's SPI.
+        spi_i: u64,
+        /// Responder's SPI.
+        spi_r: u64,
+        /// Whether we initiated it.
+        initiator: bool,
+        /// Negotiated algorithms.
+        suite: IkeSuite,
+        /// The peer's authenticated identity.
+        peer_id: String,
+        /// Whether a NAT was detected (or UDP encapsulation forced).
+        nat: bool,
+        /// Where IKE now talks to the peer.
+        remote_addr: SocketAddr,
+    },
+    /// A Child SA is up: install it (inbound first, then outbound).
+    ChildSaEstablished(Box<ChildSa>),
+    /// A Child SA was deleted (by us or the peer): remove it.
+    ChildSaDeleted {
+        /// Our (inbound) SPI.
+        local_spi: u32,
+        /// The peer's (outbound) SPI.
+        remote_spi: u32,
+    },
+    /// The IKE SA is gone (deleted by either side, or failed after establishment);
+    /// its Child SAs were reported deleted just before.
+    IkeSaDeleted {
+        /// Initiator's SPI.
+        spi_i: u64,
+        /// Responder's SPI.
+        spi_r: u64,
+    },
+    /// Setting up failed, or an established SA died.
+    Failed(FailReason),
+}

@@ -1,0 +1,546 @@
+//! Interop with strongSwan's charon (kernel-libipsec) in two network namespaces joined by
+//! a veth pair: Causeway's `ike_peer` example in one, `charon-systemd` in the other.
+//! Causeway as initiator and as responder; both sides must agree on SPIs and algorithms.
+//!
+//! Skips (with a message) when not root, when charon/swanctl or the example binary are
+//! missing. Namespaces, processes and files are always removed (Drop guard).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const CHARON: &str = "/usr/sbin/charon-systemd";
+const SWANCTL: &str = "/usr/sbin/swanctl";
+const CW_ADDR: &str = "192.0.2.1";
+const SW_ADDR: &str = "192.0.2.2";
+const PSK: &str = "causeway-interop-psk";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn sh(args: &[&str]) -> std::io::Result<std::process::Output> {
+    Command::new(args[0]).args(&args[1..]).output()
+}
+
+fn ok(args: &[&str]) {
+    let o = sh(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn example_binary() -> Option<PathBuf> {
+    // target/debug/deps/interop_strongswan-xxxx → target/debug/examples/ike_peer
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.parent()?.join("examples").join("ike_peer");
+    p.exists().then_some(p)
+}
+
+/// Builds the example (a no-op when fresh; `cargo test --test X` does not build examples).
+fn build_example() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Some(target) = std::env::current_exe()
+            .ok()
+            .and_then(|e| Some(e.parent()?.parent()?.parent()?.to_path_buf()))
+        else {
+            return;
+        };
+        let _ = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "causeway-ikev2",
+                "--example",
+                "ike_peer",
+            ])
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status();
+    });
+}
+
+fn skip_reason() -> Option<String> {
+    let uid = sh(&["id", "-u"]).ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not root".into());
+    }
+    for p in [CHARON, SWANCTL] {
+        if !Path::new(p).exists() {
+            return Some(format!("{p} missing"));
+        }
+    }
+    for plugin in ["gcm", "openssl", "kernel-libipsec"] {
+        let f = format!("/usr/lib/ipsec/plugins/libstrongswan-{plugin}.so");
+        if !Path::new(&f).exists() {
+            return Some(format!(
+                "strongSwan plugin {plugin} missing (libstrongswan-standard-plugins / libcharon-extra-plugins)"
+            ));
+        }
+    }
+    build_example();
+    if example_binary().is_none() {
+        return Some("examples/ike_peer not built (cargo test builds it)".into());
+    }
+    None
+}
+
+/// Two namespaces, a veth between them, a charon in one; everything removed on drop.
+struct Lab {
+    cw_ns: String,
+    sw_ns: String,
+    dir: PathBuf,
+    charon: Option<Child>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.charon.take() {
+            let _ = sh(&["kill", "-TERM", &c.id().to_string()]);
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in [&self.cw_ns, &self.sw_ns] {
+            // Kill anything left in the namespace that we started (by pid, from the ns).
+            if let Ok(o) = sh(&["ip", "netns", "pids", ns]) {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = sh(&["kill", "-KILL", pid]);
+                }
+            }
+            let _ = sh(&["ip", "netns", "del", ns]);
+        }
+        if std::env::var_os("CW_KEEP_LOGS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Case<'a> {
+    ike: &'a str,
+    esp: &'a str,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{}-{n}", std::process::id());
+        let lab = Lab {
+            cw_ns: format!("cw-ike{tag}-{id}-a"),
+            sw_ns: format!("cw-ike{tag}-{id}-s"),
+            dir: std::env::temp_dir().join(format!("cw-ike{tag}-{id}")),
+            charon: None,
+        };
+        let _ = std::fs::remove_dir_all(&lab.dir);
+        std::fs::create_dir_all(&lab.dir).unwrap();
+        ok(&["ip", "netns", "add", &lab.cw_ns]);
+        ok(&["ip", "netns", "add", &lab.sw_ns]);
+        ok(&[
+            "ip", "-n", &lab.cw_ns, "link", "add", "cw0", "type", "veth", "peer", "name", "sw0",
+            "netns", &lab.sw_ns,
+        ]);
+        for (ns, dev, a, site) in [
+            (&lab.cw_ns, "cw0", CW_ADDR, "10.1.0.1/32"),
+            (&lab.sw_ns, "sw0", SW_ADDR, "10.2.0.1/32"),
+        ] {
+            ok(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            // An address inside the site's selector (strongSwan routes from it).
+            ok(&["ip", "-n", ns, "addr", "add", site, "dev", "lo"]);
+            ok(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{a}/24"),
+                "dev",
+                dev,
+            ]);
+            ok(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        lab
+    }
+
+    fn vici(&self) -> String {
+        format!("unix://{}/charon.vici", self.dir.display())
+    }
+
+    fn start_charon(&mut self, case: &Case<'_>) {
+        let d = self.dir.display();
+        let conf = format!(
+            r#"charon {{
+  load = random nonce openssl aes sha1 sha2 hmac gcm gmp kdf pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici
+  install_routes = no
+  retransmit_tries = 2
+  plugins {{
+    vici {{ socket = unix://{d}/charon.vici }}
+  }}
+  filelog {{
+    t {{ path = {d}/charon.log
+        default = 1
+        ike = 2
+        cfg = 2 }}
+  }}
+}}
+"#
+        );
+        std::fs::write(self.dir.join("strongswan.conf"), conf).unwrap();
+        let swanctl = format!(
+            r#"connections {{
+  cw {{
+    version = 2
+    local_addrs = {SW_ADDR}
+    remote_addrs = {CW_ADDR}
+    proposals = {ike}
+    local {{ auth = psk
+            id = {SW_ADDR} }}
+    remote {{ auth = psk
+             id = {CW_ADDR} }}
+    children {{
+      net {{
+        local_ts = 10.2.0.0/16
+        remote_ts = 10.1.0.0/16
+        esp_proposals = {esp}
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-cw {{
+    id-a = {CW_ADDR}
+    id-b = {SW_ADDR}
+    secret = "{PSK}"
+  }}
+}}
+"#,
+            ike = case.ike,
+            esp = case.esp
+        );
+        std::fs::write(self.dir.join("swanctl.conf"), swanctl).unwrap();
+        let log = std::fs::File::create(self.dir.join("charon.stdout")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.sw_ns, CHARON])
+            .env("STRONGSWAN_CONF", self.dir.join("strongswan.conf"))
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.charon = Some(child);
+        // Wait for the vici socket, then load the configuration.
+        let sock = self.dir.join("charon.vici");
+        let t = Instant::now();
+        while !sock.exists() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "charon did not start: {}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let file = self.dir.join("swanctl.conf");
+        let o = self.swanctl(&["--load-all", "--file", &file.display().to_string()]);
+        assert!(o.contains("loaded connection 'cw'"), "{o}\n{}", self.logs());
+    }
+
+    fn swanctl(&self, args: &[&str]) -> String {
+        let mut a = vec!["netns", "exec", &self.sw_ns, SWANCTL];
+        a.extend_from_slice(args);
+        let uri = self.vici();
+        a.extend_from_slice(&["--uri", &uri]);
+        let o = Command::new("ip")
+            .args(&a)
+            .env("STRONGSWAN_CONF", self.dir.join("strongswan.conf"))
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    }
+
+    fn logs(&self) -> String {
+        let mut s = String::new();
+        for f in ["charon.stdout", "charon.log"] {
+            if let Ok(t) = std::fs::read_to_string(self.dir.join(f)) {
+                let tail: Vec<&str> = t.lines().rev().take(60).collect();
+                s.push_str(&format!("--- {f} (tail) ---\n"));
+                for l in tail.into_iter().rev() {
+                    s.push_str(l);
+                    s.push('\n');
+                }
+            }
+        }
+        s
+    }
+
+    /// Starts the Causeway peer; its JSON lines arrive on the returned channel.
+    fn start_causeway(
+        &self,
+        case: &Case<'_>,
+        initiate: bool,
+        hold: &str,
+    ) -> (Child, mpsc::Receiver<String>) {
+        let exe = example_binary().unwrap();
+        let exe = exe.display().to_string();
+        let mut args = vec![
+            "netns",
+            "exec",
+            &self.cw_ns,
+            &exe,
+            "--local",
+            CW_ADDR,
+            "--remote",
+            SW_ADDR,
+            "--psk",
+            PSK,
+            "--ike",
+            case.ike,
+            "--esp",
+            case.esp,
+            "--local-ts",
+            "10.1.0.0/16",
+            "--remote-ts",
+            "10.2.0.0/16",
+            "--hold",
+            hold,
+            "--timeout",
+            "40",
+        ];
+        if initiate {
+            args.push("--initiate");
+        }
+        let mut child = Command::new("ip")
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                println!("causeway: {l}");
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, rx)
+    }
+}
+
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!("\"{key}\":\"");
+    let i = line.find(&pat)? + pat.len();
+    let j = line[i..].find('"')?;
+    Some(&line[i..i + j])
+}
+
+fn wait_for(rx: &mpsc::Receiver<String>, what: &str, timeout: Duration) -> Result<String, String> {
+    let end = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(&format!("\"event\":\"{what}\"")) => return Ok(l),
+            Ok(l) if l.contains("\"event\":\"failed\"") => {
+                return Err(format!("{l}\n{}", seen.join("\n")))
+            }
+            Ok(l) => seen.push(l),
+            Err(_) => return Err(format!("no {what} in time; saw:\n{}", seen.join("\n"))),
+        }
+    }
+}
+
+fn wait_exit(c: &mut Child, timeout: Duration) -> Option<i32> {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if let Ok(Some(s)) = c.try_wait() {
+            return s.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    None
+}
+
+/// Checks that strongSwan lists the same IKE SPIs and the crossed ESP SPIs.
+fn check_sas(lab: &Lab, ike_line: &str, child_line: &str, want_ike_alg: &str, want_esp_alg: &str) {
+    let sas = lab.swanctl(&["--list-sas"]);
+    println!("{sas}");
+    let spi_i = field(ike_line, "spi_i").unwrap();
+    let spi_r = field(ike_line, "spi_r").unwrap();
+    let local = field(child_line, "local_spi").unwrap();
+    let remote = field(child_line, "remote_spi").unwrap();
+    assert!(sas.contains("ESTABLISHED"), "{sas}\n{}", lab.logs());
+    assert!(
+        sas.contains(spi_i) && sas.contains(spi_r),
+        "IKE SPIs {spi_i}/{spi_r} not in:\n{sas}"
+    );
+    assert!(sas.contains("INSTALLED"), "{sas}\n{}", lab.logs());
+    // strongSwan's inbound SPI is our outbound (remote) SPI and vice versa.
+    let sw_in = sas
+        .lines()
+        .find(|l| l.trim_start().starts_with("in "))
+        .unwrap_or("");
+    let sw_out = sas
+        .lines()
+        .find(|l| l.trim_start().starts_with("out "))
+        .unwrap_or("");
+    assert!(
+        sw_in.contains(remote),
+        "strongSwan in SPI should be {remote}: {sw_in}"
+    );
+    assert!(
+        sw_out.contains(local),
+        "strongSwan out SPI should be {local}: {sw_out}"
+    );
+    assert!(
+        sas.contains(want_ike_alg),
+        "IKE algorithms {want_ike_alg} not in:\n{sas}"
+    );
+    assert!(
+        sas.contains(want_esp_alg),
+        "ESP algorithms {want_esp_alg} not in:\n{sas}"
+    );
+}
+
+fn causeway_initiates(case: Case<'_>, ike_alg: &str, esp_alg: &str) {
+    if let Some(r) = skip_reason() {
+        eprintln!("SKIP interop_strongswan: {r}");
+        return;
+    }
+    let mut lab = Lab::new("i");
+    lab.start_charon(&case);
+    let (mut cw, rx) = lab.start_causeway(&case, true, "3");
+    let ike = wait_for(&rx, "ike_sa_established", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let child = wait_for(&rx, "child_sa_established", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    check_sas(&lab, &ike, &child, ike_alg, esp_alg);
+    // After --hold, Causeway deletes the IKE SA; strongSwan must answer.
+    wait_for(&rx, "ike_sa_deleted", Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    assert_eq!(wait_exit(&mut cw, Duration::from_secs(10)), Some(0));
+    let after = lab.swanctl(&["--list-sas"]);
+    assert!(
+        !after.contains("ESTABLISHED"),
+        "strongSwan still has the SA:\n{after}"
+    );
+}
+
+fn strongswan_initiates(case: Case<'_>, ike_alg: &str, esp_alg: &str) {
+    if let Some(r) = skip_reason() {
+        eprintln!("SKIP interop_strongswan: {r}");
+        return;
+    }
+    let mut lab = Lab::new("r");
+    lab.start_charon(&case);
+    let (mut cw, rx) = lab.start_causeway(&case, false, "-1");
+    std::thread::sleep(Duration::from_millis(300)); // sockets bound
+    let out = lab.swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
+    assert!(
+        out.contains("completed successfully"),
+        "{out}\n{}",
+        lab.logs()
+    );
+    let ike = wait_for(&rx, "ike_sa_established", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let child = wait_for(&rx, "child_sa_established", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    check_sas(&lab, &ike, &child, ike_alg, esp_alg);
+    // strongSwan deletes; Causeway must see the IKE SA go and exit cleanly.
+    let out = lab.swanctl(&["--terminate", "--ike", "cw", "--timeout", "10"]);
+    assert!(
+        out.contains("completed successfully"),
+        "{out}\n{}",
+        lab.logs()
+    );
+    wait_for(&rx, "ike_sa_deleted", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    assert_eq!(wait_exit(&mut cw, Duration::from_secs(10)), Some(0));
+}
+
+const AZURE_DEFAULT: Case<'static> = Case {
+    ike: "aes256-sha1-modp1024",
+    esp: "aes256gcm16",
+};
+const MODP2048S256: Case<'static> = Case {
+    ike: "aes256-sha256-modp2048s256",
+    esp: "aes256gcm16",
+};
+
+#[test]
+fn causeway_initiates_aes256_sha1_modp1024() {
+    causeway_initiates(
+        AZURE_DEFAULT,
+        "AES_CBC-256/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024",
+        "AES_GCM_16-256",
+    );
+}
+
+#[test]
+fn causeway_initiates_aes256_sha256_modp2048s256() {
+    causeway_initiates(
+        MODP2048S256,
+        "AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048_256",
+        "AES_GCM_16-256",
+    );
+}
+
+#[test]
+fn strongswan_initiates_aes256_sha1_modp1024() {
+    strongswan_initiates(
+        AZURE_DEFAULT,
+        "AES_CBC-256/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024",
+        "AES_GCM_16-256",
+    );
+}
+
+#[test]
+fn strongswan_initiates_aes256_sha256_modp2048s256() {
+    strongswan_initiates(
+        MODP2048S256,
+        "AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048_256",
+        "AES_GCM_16-256",
+    );
+}
+
+#[test]
+fn more_suites_both_ways() {
+    for (case, ike_alg, esp_alg) in [
+        (
+            Case {
+                ike: "aes256gcm16-prfsha384-ecp384",
+                esp: "aes256-sha256",
+            },
+            "AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_384",
+            "AES_CBC-256/HMAC_SHA2_256_128",
+        ),
+        (
+            Case {
+                ike: "aes128-sha256-x25519",
+                esp: "aes128gcm16",
+            },
+            "AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519",
+            "AES_GCM_16-128",
+        ),
+    ] {
+        causeway_initiates(case, ike_alg, esp_alg);
+        strongswan_initiates(case, ike_alg, esp_alg);
+    }
+}

@@ -1,0 +1,902 @@
+//! Initiator ↔ responder in memory, on a simulated clock (like quinn-proto's `Pair`).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ikev2::crypto::TestRng;
+use ikev2::proposal::{parse_esp_proposals, parse_ike_proposals};
+use ikev2::ts::{parse_ts_list, TrafficSelector};
+use ikev2::{ChildSa, Config, Encap, Endpoint, Event, FailReason, Identity, Psk, Transmit};
+
+const I_ADDR: &str = "192.0.2.1:500";
+const R_ADDR: &str = "198.51.100.7:500";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    Deliver,
+    Drop,
+    Duplicate,
+}
+
+/// Decides what happens to the n-th datagram.
+type FateFn = Box<dyn FnMut(usize, &Transmit) -> Fate>;
+
+struct Pair {
+    now: Instant,
+    start: Instant,
+    i: Endpoint,
+    r: Endpoint,
+    i_events: Vec<Event>,
+    r_events: Vec<Event>,
+    /// Decides what happens to the n-th datagram (0-based, both directions counted).
+    fate: FateFn,
+    sent: usize,
+    /// Simulated NAT in front of the initiator: its source address as the responder sees it.
+    nat_public: Option<SocketAddr>,
+    log: Vec<(bool, usize)>,
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn config(local: &str, remote: &str, psk: &str, ike: &[&str], esp: &[&str]) -> Config {
+    let mut c = Config::new(addr(local), addr(remote), Psk::new(psk.as_bytes().to_vec()));
+    c.ike_proposals = parse_ike_proposals(ike).unwrap();
+    c.esp_proposals = parse_esp_proposals(esp).unwrap();
+    c.local_id = Identity::Addr(addr(local).ip());
+    c
+}
+
+impl Pair {
+    fn new(ic: Config, rc: Config) -> Pair {
+        let now = Instant::now();
+        Pair {
+            now,
+            start: now,
+            i: Endpoint::new(ic, Box::new(TestRng::new(1))),
+            r: Endpoint::new(rc, Box::new(TestRng::new(2))),
+            i_events: Vec::new(),
+            r_events: Vec::new(),
+            fate: Box::new(|_, _| Fate::Deliver),
+            sent: 0,
+            nat_public: None,
+            log: Vec::new(),
+        }
+    }
+
+    fn default_pair(ike: &str, esp: &str) -> Pair {
+        Pair::new(
+            config(I_ADDR, R_ADDR, "secret", &[ike], &[esp]),
+            config(R_ADDR, I_ADDR, "secret", &[ike], &[esp]),
+        )
+    }
+
+    fn deliver(&mut self, to_responder: bool, t: &Transmit) {
+        if to_responder {
+            let from = match self.nat_public {
+                Some(p) => SocketAddr::new(
+                    p.ip(),
+                    if t.src.port() == 4500 {
+                        p.port() + 1
+                    } else {
+                        p.port()
+                    },
+                ),
+                None => t.src,
+            };
+            self.r.handle_datagram(self.now, from, t.dst, &t.payload);
+        } else {
+            // Undo the NAT for the way back.
+            let to = match self.nat_public {
+                Some(_) => SocketAddr::new(
+                    addr(I_ADDR).ip(),
+                    if t.dst.port() == 500 { 500 } else { 4500 },
+                ),
+                None => t.dst,
+            };
+            self.i.handle_datagram(self.now, t.src, to, &t.payload);
+        }
+    }
+
+    fn collect(&mut self) {
+        while let Some(e) = self.i.poll_event() {
+            self.i_events.push(e);
+        }
+        while let Some(e) = self.r.poll_event() {
+            self.r_events.push(e);
+        }
+    }
+
+    /// Runs until nothing is in flight and no timer is due within `limit` of the start.
+    fn drive(&mut self, limit: Duration) {
+        loop {
+            let mut moved = false;
+            while let Some(t) = self.i.poll_transmit() {
+                moved = true;
+                self.route(true, t);
+            }
+            while let Some(t) = self.r.poll_transmit() {
+                moved = true;
+                self.route(false, t);
+            }
+            self.collect();
+            if moved {
+                continue;
+            }
+            let next = [self.i.poll_timeout(), self.r.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= self.start + limit => {
+                    self.now = self.now.max(t);
+                    self.i.handle_timeout(self.now);
+                    self.r.handle_timeout(self.now);
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn route(&mut self, to_responder: bool, t: Transmit) {
+        let n = self.sent;
+        self.sent += 1;
+        self.log.push((to_responder, t.payload.len()));
+        match (self.fate)(n, &t) {
+            Fate::Deliver => self.deliver(to_responder, &t),
+            Fate::Drop => {}
+            Fate::Duplicate => {
+                self.deliver(to_responder, &t);
+                self.deliver(to_responder, &t);
+            }
+        }
+    }
+
+    fn children(events: &[Event]) -> Vec<&ChildSa> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ChildSaEstablished(c) => Some(&**c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn failures(events: &[Event]) -> Vec<&FailReason> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Failed(f) => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn count(events: &[Event], f: impl Fn(&Event) -> bool) -> usize {
+        events.iter().filter(|e| f(e)).count()
+    }
+
+    /// Asserts one IKE SA and one Child SA on each side with crossed SPIs and keys.
+    fn assert_up(&self) -> (ChildSa, ChildSa) {
+        let ike_up =
+            |ev: &[Event]| Pair::count(ev, |e| matches!(e, Event::IkeSaEstablished { .. }));
+        assert_eq!(
+            ike_up(&self.i_events),
+            1,
+            "initiator events: {:?}",
+            self.i_events
+        );
+        assert_eq!(
+            ike_up(&self.r_events),
+            1,
+            "responder events: {:?}",
+            self.r_events
+        );
+        let ic = Pair::children(&self.i_events);
+        let rc = Pair::children(&self.r_events);
+        assert_eq!(ic.len(), 1, "initiator events: {:?}", self.i_events);
+        assert_eq!(rc.len(), 1, "responder events: {:?}", self.r_events);
+        let (a, b) = (ic[0], rc[0]);
+        assert_eq!(a.local_spi, b.remote_spi);
+        assert_eq!(a.remote_spi, b.local_spi);
+        assert_ne!(a.local_spi, a.remote_spi);
+        assert_eq!(a.keys_out, b.keys_in, "initiator out == responder in");
+        assert_eq!(a.keys_in, b.keys_out, "initiator in == responder out");
+        assert_ne!(a.keys_in, a.keys_out);
+        assert_eq!(a.suite, b.suite);
+        assert_eq!(
+            a.keys_in.keymat().len(),
+            a.suite.encryption_keymat_len() + a.suite.integrity_keymat_len()
+        );
+        assert_eq!(a.local_ts, b.remote_ts);
+        assert_eq!(a.remote_ts, b.local_ts);
+        assert!(
+            Pair::failures(&self.i_events).is_empty(),
+            "{:?}",
+            self.i_events
+        );
+        assert!(
+            Pair::failures(&self.r_events).is_empty(),
+            "{:?}",
+            self.r_events
+        );
+        assert!(self.i.is_established() && self.r.is_established());
+        (a.clone(), b.clone())
+    }
+}
+
+const AZURE_IKE: &[&str] = &[
+    "aes256-sha1-modp1024",
+    "aes256-sha256-modp1024",
+    "aes256-sha256-modp2048",
+    "aes256-sha256-modp2048s256",
+    "aes256gcm16-prfsha384-ecp384",
+    "aes128-sha256-ecp256",
+    "aes256-sha256-x25519",
+    "aes128gcm16-prfsha256-curve25519",
+    "aes256-sha384-ecp384",
+    "aes256-sha512-modp3072",
+];
+const AZURE_ESP: &[&str] = &[
+    "aes256gcm16",
+    "aes128gcm16",
+    "aes256-sha256",
+    "aes256-sha1",
+    "aes256gcm16-modp2048s256",
+];
+
+#[test]
+fn every_ike_proposal_derives_equal_keys() {
+    for ike in AZURE_IKE {
+        let mut p = Pair::default_pair(ike, "aes256gcm16");
+        p.i.initiate(p.now);
+        p.drive(Duration::from_secs(1));
+        let (a, _) = p.assert_up();
+        assert_eq!(a.suite, esp::suite::Suite::AES256_GCM16, "{ike}");
+        let suite = p.i_events.iter().find_map(|e| match e {
+            Event::IkeSaEstablished { suite, .. } => Some(*suite),
+            _ => None,
+        });
+        let want = ikev2::parse_ike_proposal(ike).unwrap();
+        assert_eq!(suite.unwrap().to_proposal(), want, "{ike}");
+        assert_eq!(p.sent, 4, "{ike}: 4 messages without loss");
+    }
+}
+
+#[test]
+fn every_esp_proposal_derives_equal_keys() {
+    for esp_s in AZURE_ESP {
+        for ike in ["aes256-sha1-modp1024", "aes256-sha256-modp2048s256"] {
+            let mut p = Pair::default_pair(ike, esp_s);
+            p.i.initiate(p.now);
+            p.drive(Duration::from_secs(1));
+            let (a, _) = p.assert_up();
+            let mut want = ikev2::parse_esp_proposal(esp_s).unwrap();
+            want.dh.clear(); // no PFS group on the first Child SA
+            assert_eq!(a.child_suite.to_proposal().without_dh(), want, "{esp_s}");
+            assert_eq!(Some(a.suite), a.child_suite.esp_suite());
+        }
+    }
+}
+
+#[test]
+fn azure_defaults_negotiate_aes256_sha1_modp1024() {
+    let ic = Config::new(addr(I_ADDR), addr(R_ADDR), Psk::new(b"k".to_vec()));
+    let rc = Config::new(addr(R_ADDR), addr(I_ADDR), Psk::new(b"k".to_vec()));
+    let mut p = Pair::new(ic, rc);
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (a, _) = p.assert_up();
+    assert_eq!(a.suite, esp::suite::Suite::AES256_GCM16);
+    let s = p.r_events.iter().find_map(|e| match e {
+        Event::IkeSaEstablished { suite, .. } => Some(*suite),
+        _ => None,
+    });
+    assert_eq!(s.unwrap().to_string(), "aes256-sha1-prfsha1-modp1024");
+}
+
+#[test]
+fn each_single_loss_or_duplicate_still_comes_up() {
+    for n in 0..4 {
+        for fate in [Fate::Drop, Fate::Duplicate] {
+            let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
+            p.fate = Box::new(move |k, _| if k == n { fate } else { Fate::Deliver });
+            p.i.initiate(p.now);
+            p.drive(Duration::from_secs(60));
+            p.assert_up();
+            if fate == Fate::Drop {
+                // A lost message costs one retransmission timeout (4 s).
+                assert!(p.now >= p.start + Duration::from_secs(4), "message {n}");
+                assert!(p.now < p.start + Duration::from_secs(5), "message {n}");
+            }
+        }
+    }
+}
+
+#[test]
+fn mismatched_proposals_give_no_proposal_chosen() {
+    let mut p = Pair::new(
+        config(
+            I_ADDR,
+            R_ADDR,
+            "s",
+            &["aes256-sha256-modp2048"],
+            &["aes256gcm16"],
+        ),
+        config(
+            R_ADDR,
+            I_ADDR,
+            "s",
+            &["aes128gcm16-prfsha256-ecp384"],
+            &["aes256gcm16"],
+        ),
+    );
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    assert_eq!(
+        Pair::failures(&p.i_events),
+        vec![&FailReason::NoProposalChosen { what: "IKE" }]
+    );
+    assert_eq!(
+        Pair::failures(&p.r_events),
+        vec![&FailReason::NoProposalChosen { what: "IKE" }]
+    );
+    assert!(!p.i.is_established() && !p.r.is_established());
+    assert_eq!(
+        p.i.poll_timeout(),
+        None,
+        "no retransmission after a definitive answer"
+    );
+}
+
+#[test]
+fn mismatched_esp_gives_no_proposal_chosen_and_deletes_ike_sa() {
+    let mut p = Pair::new(
+        config(
+            I_ADDR,
+            R_ADDR,
+            "s",
+            &["aes256-sha256-modp2048"],
+            &["aes256gcm16"],
+        ),
+        config(
+            R_ADDR,
+            I_ADDR,
+            "s",
+            &["aes256-sha256-modp2048"],
+            &["aes128-sha1"],
+        ),
+    );
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    assert_eq!(
+        Pair::failures(&p.i_events),
+        vec![&FailReason::NoProposalChosen { what: "ESP" }]
+    );
+    assert_eq!(
+        Pair::failures(&p.r_events),
+        vec![&FailReason::NoProposalChosen { what: "ESP" }]
+    );
+    let deleted = |ev: &[Event]| Pair::count(ev, |e| matches!(e, Event::IkeSaDeleted { .. }));
+    assert_eq!(deleted(&p.i_events), 1);
+    assert_eq!(deleted(&p.r_events), 1);
+    assert!(!p.i.is_established() && !p.r.is_established());
+}
+
+#[test]
+fn wrong_psk_fails_authentication_on_both_sides() {
+    let mut p = Pair::new(
+        config(
+            I_ADDR,
+            R_ADDR,
+            "right",
+            &["aes256-sha1-modp1024"],
+            &["aes256gcm16"],
+        ),
+        config(
+            R_ADDR,
+            I_ADDR,
+            "wrong",
+            &["aes256-sha1-modp1024"],
+            &["aes256gcm16"],
+        ),
+    );
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    assert_eq!(
+        Pair::failures(&p.i_events),
+        vec![&FailReason::AuthenticationFailed]
+    );
+    assert_eq!(
+        Pair::failures(&p.r_events),
+        vec![&FailReason::AuthenticationFailed]
+    );
+    assert!(Pair::children(&p.i_events).is_empty() && Pair::children(&p.r_events).is_empty());
+    assert!(!p.i.is_established() && !p.r.is_established());
+}
+
+#[test]
+fn wrong_remote_id_fails() {
+    let ic = config(
+        I_ADDR,
+        R_ADDR,
+        "s",
+        &["aes256-sha1-modp1024"],
+        &["aes256gcm16"],
+    );
+    let mut rc = config(
+        R_ADDR,
+        I_ADDR,
+        "s",
+        &["aes256-sha1-modp1024"],
+        &["aes256gcm16"],
+    );
+    rc.remote_id = Some(Identity::parse("@site-a.example"));
+    let mut p = Pair::new(ic, rc);
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    assert_eq!(
+        Pair::failures(&p.i_events),
+        vec![&FailReason::AuthenticationFailed]
+    );
+    assert!(matches!(
+        Pair::failures(&p.r_events)[..],
+        [FailReason::WrongPeerId { .. }]
+    ));
+}
+
+#[test]
+fn fqdn_identities_work() {
+    let mut ic = config(
+        I_ADDR,
+        R_ADDR,
+        "s",
+        &["aes256-sha256-x25519"],
+        &["aes256gcm16"],
+    );
+    let mut rc = config(
+        R_ADDR,
+        I_ADDR,
+        "s",
+        &["aes256-sha256-x25519"],
+        &["aes256gcm16"],
+    );
+    ic.local_id = Identity::parse("@site-a.example");
+    ic.remote_id = Some(Identity::parse("@hub.example"));
+    rc.local_id = Identity::parse("@hub.example");
+    rc.remote_id = Some(Identity::parse("@site-a.example"));
+    let mut p = Pair::new(ic, rc);
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+    let peer = p.r_events.iter().find_map(|e| match e {
+        Event::IkeSaEstablished { peer_id, .. } => Some(peer_id.clone()),
+        _ => None,
+    });
+    assert_eq!(peer.as_deref(), Some("@site-a.example"));
+}
+
+#[test]
+fn disjoint_selectors_give_ts_unacceptable() {
+    let mut ic = config(
+        I_ADDR,
+        R_ADDR,
+        "s",
+        &["aes256-sha256-modp2048s256"],
+        &["aes256gcm16"],
+    );
+    let mut rc = config(
+        R_ADDR,
+        I_ADDR,
+        "s",
+        &["aes256-sha256-modp2048s256"],
+        &["aes256gcm16"],
+    );
+    ic.local_ts = parse_ts_list(&["10.1.0.0/16"]).unwrap();
+    ic.remote_ts = parse_ts_list(&["10.2.0.0/16"]).unwrap();
+    rc.local_ts = parse_ts_list(&["10.9.0.0/16"]).unwrap();
+    rc.remote_ts = parse_ts_list(&["10.1.0.0/16"]).unwrap();
+    let mut p = Pair::new(ic, rc);
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    assert_eq!(
+        Pair::failures(&p.i_events),
+        vec![&FailReason::TsUnacceptable]
+    );
+    assert_eq!(
+        Pair::failures(&p.r_events),
+        vec![&FailReason::TsUnacceptable]
+    );
+    assert!(Pair::children(&p.i_events).is_empty());
+}
+
+#[test]
+fn responder_narrows_any_to_its_selectors() {
+    let ic = config(
+        I_ADDR,
+        R_ADDR,
+        "s",
+        &["aes256-sha256-ecp256"],
+        &["aes256gcm16"],
+    );
+    let mut rc = config(
+        R_ADDR,
+        I_ADDR,
+        "s",
+        &["aes256-sha256-ecp256"],
+        &["aes256gcm16"],
+    );
+    rc.local_ts = parse_ts_list(&["10.2.0.0/16", "10.3.0.0/16"]).unwrap();
+    rc.remote_ts = parse_ts_list(&["10.1.0.0/16"]).unwrap();
+    let mut p = Pair::new(ic, rc);
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (a, _) = p.assert_up();
+    assert_eq!(a.local_ts, parse_ts_list(&["10.1.0.0/16"]).unwrap());
+    assert_eq!(
+        a.remote_ts,
+        parse_ts_list(&["10.2.0.0/16", "10.3.0.0/16"]).unwrap()
+    );
+    assert_eq!(TrafficSelector::ANY_V4.to_string(), "0.0.0.0/0");
+}
+
+#[test]
+fn invalid_ke_payload_retry_succeeds() {
+    // The initiator prefers ecp256 (its KE), the responder only takes modp2048.
+    let mut p = Pair::new(
+        config(
+            I_ADDR,
+            R_ADDR,
+            "s",
+            &["aes256-sha256-ecp256-modp2048"],
+            &["aes256gcm16"],
+        ),
+        config(
+            R_ADDR,
+            I_ADDR,
+            "s",
+            &["aes256-sha256-modp2048"],
+            &["aes256gcm16"],
+        ),
+    );
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+    assert_eq!(p.sent, 6, "INVALID_KE round trip + 4 messages");
+    let s = p.i_events.iter().find_map(|e| match e {
+        Event::IkeSaEstablished { suite, .. } => Some(*suite),
+        _ => None,
+    });
+    assert_eq!(s.unwrap().dh, ikev2::crypto::DhGroup::Modp2048);
+}
+
+#[test]
+fn responder_prefers_the_group_of_the_initiators_ke() {
+    // Both groups acceptable to the responder: no INVALID_KE round trip needed.
+    let mut p = Pair::new(
+        config(
+            I_ADDR,
+            R_ADDR,
+            "s",
+            &["aes256-sha256-ecp256-modp2048"],
+            &["aes256gcm16"],
+        ),
+        config(
+            R_ADDR,
+            I_ADDR,
+            "s",
+            &["aes256-sha256-modp2048-ecp256"],
+            &["aes256gcm16"],
+        ),
+    );
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+    assert_eq!(p.sent, 4);
+}
+
+#[test]
+fn delete_from_initiator_tears_down_both_sides() {
+    let mut p = Pair::default_pair("aes256-sha1-modp1024", "aes256gcm16");
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (a, b) = p.assert_up();
+    p.i.terminate(p.now);
+    p.drive(Duration::from_secs(2));
+    for (ev, c) in [(&p.i_events, &a), (&p.r_events, &b)] {
+        assert!(ev.iter().any(
+            |e| matches!(e, Event::ChildSaDeleted { local_spi, .. } if *local_spi == c.local_spi)
+        ));
+        assert_eq!(
+            Pair::count(ev, |e| matches!(e, Event::IkeSaDeleted { .. })),
+            1
+        );
+    }
+    assert!(!p.i.is_established() && !p.r.is_established());
+    assert!(p.i.ike_sas().is_empty() && p.r.ike_sas().is_empty());
+}
+
+#[test]
+fn delete_from_responder_and_child_delete() {
+    let mut p = Pair::default_pair("aes256-sha256-modp2048s256", "aes256gcm16");
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (a, b) = p.assert_up();
+    // Child SA delete from the responder, by its inbound SPI.
+    assert!(p.r.delete_child(p.now, b.local_spi));
+    p.drive(Duration::from_secs(2));
+    let child_del = |ev: &[Event]| Pair::count(ev, |e| matches!(e, Event::ChildSaDeleted { .. }));
+    assert_eq!(child_del(&p.i_events), 1);
+    assert_eq!(child_del(&p.r_events), 1);
+    assert!(p.i_events.iter().any(|e| matches!(e, Event::ChildSaDeleted { local_spi, remote_spi } if *local_spi == a.local_spi && *remote_spi == a.remote_spi)));
+    assert!(p.i.is_established(), "IKE SA stays");
+    // Then the IKE SA, from the responder.
+    p.r.terminate(p.now);
+    p.drive(Duration::from_secs(3));
+    assert!(!p.i.is_established() && !p.r.is_established());
+}
+
+#[test]
+fn liveness_check_is_answered_and_silence_is_detected() {
+    let mut p = Pair::default_pair("aes256-sha256-x25519", "aes256gcm16");
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+    let sent = p.sent;
+    p.i.check_liveness(p.now);
+    p.drive(Duration::from_secs(2));
+    assert_eq!(p.sent, sent + 2);
+    assert!(p.i.is_established());
+    // Now the responder goes silent.
+    p.fate = Box::new(|_, t| {
+        if t.dst == addr(R_ADDR) || t.dst.ip() == addr(R_ADDR).ip() {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    let t0 = p.now;
+    p.i.check_liveness(p.now);
+    p.drive(Duration::from_secs(400));
+    assert!(Pair::failures(&p.i_events).contains(&&FailReason::PeerUnreachable { tries: 5 }));
+    assert!(!p.i.is_established());
+    // strongSwan's schedule: 4 s × 1.8^n, 5 retransmissions, ≈165 s in total.
+    let took = p.now - t0;
+    assert!(
+        took > Duration::from_secs(160) && took < Duration::from_secs(170),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn unreachable_peer_fails_after_retransmissions() {
+    let mut p = Pair::default_pair("aes256-sha256-x25519", "aes256gcm16");
+    p.fate = Box::new(|_, _| Fate::Drop);
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(400));
+    assert_eq!(
+        Pair::failures(&p.i_events),
+        vec![&FailReason::PeerUnreachable { tries: 5 }]
+    );
+    assert_eq!(p.sent, 6, "first send + 5 retransmissions");
+    assert_eq!(p.i.poll_timeout(), None);
+}
+
+#[test]
+fn nat_is_detected_and_ike_floats_to_4500() {
+    // The responder knows the initiator by its NAT's public address.
+    let ic = config(
+        I_ADDR,
+        R_ADDR,
+        "s",
+        &["aes256-sha256-modp2048"],
+        &["aes256gcm16"],
+    );
+    let rc = config(
+        R_ADDR,
+        "203.0.113.9:500",
+        "s",
+        &["aes256-sha256-modp2048"],
+        &["aes256gcm16"],
+    );
+    let mut p = Pair::new(ic, rc);
+    p.nat_public = Some(addr("203.0.113.9:40000"));
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (a, b) = p.assert_up();
+    assert!(a.udp_encap && b.udp_encap);
+    assert_eq!(a.remote_addr.port(), 4500);
+    assert_eq!(a.local_addr.port(), 4500);
+    assert_eq!(b.remote_addr, addr("203.0.113.9:40001"));
+}
+
+#[test]
+fn forced_encapsulation_without_nat() {
+    let mut ic = config(
+        I_ADDR,
+        R_ADDR,
+        "s",
+        &["aes256-sha256-ecp256"],
+        &["aes256gcm16"],
+    );
+    ic.encap = Encap::Force;
+    let rc = config(
+        R_ADDR,
+        I_ADDR,
+        "s",
+        &["aes256-sha256-ecp256"],
+        &["aes256gcm16"],
+    );
+    let mut p = Pair::new(ic, rc);
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (a, b) = p.assert_up();
+    assert!(a.udp_encap && b.udp_encap);
+    assert_eq!(b.local_addr.port(), 4500);
+}
+
+#[test]
+fn no_nat_keeps_port_500_and_no_encap() {
+    let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (a, b) = p.assert_up();
+    assert!(!a.udp_encap && !b.udp_encap);
+    assert_eq!(a.remote_addr, addr(R_ADDR));
+}
+
+#[test]
+fn garbage_and_foreign_datagrams_are_ignored() {
+    let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
+    for junk in [&b""[..], &[0u8; 27][..], &[0xffu8; 200][..]] {
+        p.r.handle_datagram(p.now, addr(I_ADDR), addr(R_ADDR), junk);
+    }
+    // A valid request from an address that is not the configured peer.
+    p.i.initiate(p.now);
+    let t = p.i.poll_transmit().unwrap();
+    p.r.handle_datagram(p.now, addr("203.0.113.50:500"), addr(R_ADDR), &t.payload);
+    assert!(p.r.poll_transmit().is_none());
+    // Flipped bits in a protected message are dropped, and the exchange still completes.
+    p.r.handle_datagram(p.now, t.src, t.dst, &t.payload);
+    let resp = p.r.poll_transmit().unwrap();
+    p.i.handle_datagram(p.now, resp.src, resp.dst, &resp.payload);
+    let auth = p.i.poll_transmit().unwrap();
+    let mut bad = auth.payload.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    p.r.handle_datagram(p.now, auth.src, auth.dst, &bad);
+    assert!(p.r.poll_transmit().is_none());
+    p.r.handle_datagram(p.now, auth.src, auth.dst, &auth.payload);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+}
+
+#[test]
+fn keys_and_psk_never_in_debug() {
+    let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (a, _) = p.assert_up();
+    let dbg = format!(
+        "{:?} {:?} {:?} {:?}",
+        p.i_events,
+        p.r_events,
+        p.i,
+        p.i.config()
+    );
+    assert!(dbg.contains("<redacted>"));
+    assert!(!dbg.contains("secret"), "PSK leaked");
+    let hex: String = a
+        .keys_in
+        .encryption()
+        .iter()
+        .map(|b| format!("{b}, "))
+        .collect();
+    assert!(
+        !dbg.contains(hex.trim_end_matches(", ")),
+        "key bytes leaked"
+    );
+}
+
+#[test]
+fn endpoint_is_send() {
+    fn is_send<T: Send>() {}
+    is_send::<Endpoint>();
+    is_send::<Event>();
+}
+
+#[test]
+fn initiator_retries_with_cookie() {
+    use ikev2::wire::{
+        ExchangeType, Flags, HeaderRepr, Message, NotifyPayload, NotifyType, Payload,
+    };
+    let mut p = Pair::default_pair("aes256-sha256-modp2048s256", "aes256gcm16");
+    p.i.initiate(p.now);
+    let first = p.i.poll_transmit().unwrap();
+    let req = Message::parse(&first.payload).unwrap();
+    // A responder under load answers with a COOKIE instead of keeping state.
+    let cookie = vec![0xc0, 0x0c, 0x1e, 0x42];
+    let answer = Message {
+        header: HeaderRepr {
+            spi_i: req.header.spi_i,
+            spi_r: 0,
+            exchange_type: ExchangeType::IKE_SA_INIT,
+            flags: Flags {
+                initiator: false,
+                version: false,
+                response: true,
+            },
+            message_id: 0,
+        },
+        payloads: vec![Payload::Notify(NotifyPayload::new(
+            NotifyType::COOKIE,
+            cookie.clone(),
+        ))],
+    };
+    p.i.handle_datagram(p.now, first.dst, first.src, &answer.emit().unwrap());
+    let retry = p.i.poll_transmit().expect("retry with the cookie");
+    let m = Message::parse(&retry.payload).unwrap();
+    match &m.payloads[0] {
+        Payload::Notify(n) => {
+            assert_eq!(n.notify_type, NotifyType::COOKIE);
+            assert_eq!(n.data, cookie);
+        }
+        other => panic!("COOKIE must come first, got {other:?}"),
+    }
+    // All other payloads unchanged (RFC 7296 §2.6).
+    assert_eq!(&m.payloads[1..], &req.payloads[..]);
+    // The (cookie-less) responder accepts the retry and the SA comes up.
+    p.r.handle_datagram(p.now, retry.src, retry.dst, &retry.payload);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+}
+
+#[test]
+fn half_open_responder_sa_is_forgotten() {
+    let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
+    // Deliver only the IKE_SA_INIT request; the initiator then vanishes.
+    p.i.initiate(p.now);
+    let t = p.i.poll_transmit().unwrap();
+    p.r.handle_datagram(p.now, t.src, t.dst, &t.payload);
+    assert!(p.r.poll_transmit().is_some());
+    assert_eq!(p.r.ike_sas().len(), 1);
+    let due = p.r.poll_timeout().expect("half-open timer");
+    assert_eq!(due, p.now + Duration::from_secs(30));
+    p.r.handle_timeout(due);
+    assert!(p.r.ike_sas().is_empty());
+    assert_eq!(p.r.poll_timeout(), None);
+}
+
+#[test]
+fn automatic_liveness_checks_detect_a_dead_peer() {
+    let mut ic = config(
+        I_ADDR,
+        R_ADDR,
+        "s",
+        &["aes256-sha256-ecp256"],
+        &["aes256gcm16"],
+    );
+    ic.dpd_delay = Some(Duration::from_secs(30));
+    let rc = config(
+        R_ADDR,
+        I_ADDR,
+        "s",
+        &["aes256-sha256-ecp256"],
+        &["aes256gcm16"],
+    );
+    let mut p = Pair::new(ic, rc);
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+    let up = p.now;
+    // A live peer answers every 30 s check.
+    p.drive(Duration::from_secs(100));
+    assert!(p.i.is_established());
+    assert_eq!(p.sent, 4 + 2 * 3, "three checks in 100 s");
+    // Then the peer dies.
+    p.fate = Box::new(|_, _| Fate::Drop);
+    p.drive(Duration::from_secs(400));
+    assert!(Pair::failures(&p.i_events).contains(&&FailReason::PeerUnreachable { tries: 5 }));
+    assert!(p.now > up + Duration::from_secs(100));
+}

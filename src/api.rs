@@ -1,0 +1,230 @@
+//! The control protocol: one JSON request line in, one JSON response line out.
+//!
+//! These types are the stable `--json` output of `causeway status|sa|bgp|routes`. Fields are
+//! only ever added, never renamed or removed. Times are seconds; counters are totals since the
+//! daemon (or the SA) started.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Default path of the control socket.
+pub const DEFAULT_SOCKET: &str = "/run/causeway/causeway.sock";
+
+/// A request sent by the CLI to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Everything: tunnels, SAs, BGP neighbors, routes.
+    Status,
+    /// Tunnels with their IKE and Child SAs.
+    Sa,
+    /// BGP neighbors.
+    Bgp,
+    /// Routes learned and installed.
+    Routes,
+    /// Start (or restart) the IKE SA of a tunnel.
+    Initiate {
+        /// Tunnel name.
+        tunnel: String,
+    },
+    /// Delete the IKE SA (and its Child SAs) of a tunnel.
+    Terminate {
+        /// Tunnel name.
+        tunnel: String,
+    },
+    /// Rekey the Child SA (or the IKE SA with `ike`).
+    Rekey {
+        /// Tunnel name.
+        tunnel: String,
+        /// Rekey the IKE SA instead of the Child SA.
+        #[serde(default)]
+        ike: bool,
+    },
+}
+
+/// The daemon's answer to one [`Request`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    /// Whether the request succeeded.
+    pub ok: bool,
+    /// Error text when `ok` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Human-readable note for operator actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The data for query requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Snapshot>,
+}
+
+impl Response {
+    /// A successful answer carrying a snapshot.
+    pub fn with_status(s: Snapshot) -> Self {
+        Response {
+            ok: true,
+            error: None,
+            message: None,
+            status: Some(s),
+        }
+    }
+    /// A successful answer with a note.
+    pub fn message(m: impl Into<String>) -> Self {
+        Response {
+            ok: true,
+            error: None,
+            message: Some(m.into()),
+            status: None,
+        }
+    }
+    /// A failed answer.
+    pub fn error(e: impl Into<String>) -> Self {
+        Response {
+            ok: false,
+            error: Some(e.into()),
+            message: None,
+            status: None,
+        }
+    }
+}
+
+/// The whole observable state of the daemon.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Causeway version.
+    pub version: String,
+    /// Process id of the daemon.
+    pub pid: u32,
+    /// Seconds since the daemon started.
+    pub uptime_secs: u64,
+    /// One entry per `[[tunnel]]`.
+    pub tunnels: Vec<TunnelStatus>,
+    /// One entry per `[[bgp.neighbor]]`.
+    pub bgp: Vec<NeighborStatus>,
+    /// Routes learned (BGP) or configured (remote traffic selectors).
+    pub routes: Vec<RouteStatus>,
+}
+
+/// State of one tunnel.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TunnelStatus {
+    /// Tunnel name from the config.
+    pub name: String,
+    /// TUN device name.
+    pub interface: String,
+    /// Outer local address.
+    pub local_addr: String,
+    /// Outer remote address.
+    pub remote_addr: String,
+    /// `down`, `connecting`, `established` or `unavailable`.
+    pub state: String,
+    /// The IKE SA, if any.
+    pub ike_sa: Option<IkeSaStatus>,
+    /// Installed Child SAs.
+    pub child_sas: Vec<ChildSaStatus>,
+    /// Data-plane counters of the tunnel.
+    pub counters: Counters,
+    /// Dropped packets by reason (e.g. `replay`, `auth`, `no_sa`, `policy`).
+    pub drops: BTreeMap<String, u64>,
+    /// The last error seen on this tunnel.
+    pub last_error: Option<String>,
+}
+
+/// Packets and bytes in both directions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Bytes received (decrypted payload written to the TUN).
+    pub bytes_in: u64,
+    /// Bytes sent (plaintext read from the TUN and sealed).
+    pub bytes_out: u64,
+    /// Packets received.
+    pub packets_in: u64,
+    /// Packets sent.
+    pub packets_out: u64,
+}
+
+/// An IKE SA.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IkeSaStatus {
+    /// IKE SA state.
+    pub state: String,
+    /// Whether this side initiated it.
+    pub initiator: bool,
+    /// Initiator SPI (hex).
+    pub spi_i: String,
+    /// Responder SPI (hex).
+    pub spi_r: String,
+    /// Negotiated transforms, strongSwan style (`aes256-sha256-modp2048s256`).
+    pub algorithms: String,
+    /// Seconds since establishment.
+    pub age_secs: u64,
+    /// Seconds until rekey, if scheduled.
+    pub rekey_in_secs: Option<u64>,
+}
+
+/// A Child SA pair.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChildSaStatus {
+    /// Inbound SPI (hex).
+    pub spi_in: String,
+    /// Outbound SPI (hex).
+    pub spi_out: String,
+    /// Negotiated transforms (`aes256gcm16`).
+    pub algorithms: String,
+    /// `udp` (ESP-in-UDP) or `esp`.
+    pub encap: String,
+    /// Local traffic selectors.
+    pub local_ts: Vec<String>,
+    /// Remote traffic selectors.
+    pub remote_ts: Vec<String>,
+    /// Seconds since installation.
+    pub age_secs: u64,
+    /// Seconds until rekey, if scheduled.
+    pub rekey_in_secs: Option<u64>,
+    /// Counters of this SA pair.
+    pub counters: Counters,
+}
+
+/// A BGP neighbor.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NeighborStatus {
+    /// Neighbor address.
+    pub address: String,
+    /// Neighbor ASN.
+    pub remote_asn: u32,
+    /// Tunnel the session runs through.
+    pub tunnel: String,
+    /// FSM state (`Idle`, `Connect`, `Active`, `OpenSent`, `OpenConfirm`, `Established`,
+    /// or `unavailable`).
+    pub state: String,
+    /// Seconds in Established.
+    pub uptime_secs: Option<u64>,
+    /// Prefixes received.
+    pub prefixes_received: u64,
+    /// Prefixes accepted by import policy.
+    pub prefixes_accepted: u64,
+    /// Prefixes advertised.
+    pub prefixes_advertised: u64,
+    /// The last error (notification or socket error).
+    pub last_error: Option<String>,
+}
+
+/// A route learned or configured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RouteStatus {
+    /// Destination prefix.
+    pub prefix: String,
+    /// Where it came from: `bgp` or `static` (remote traffic selector).
+    pub source: String,
+    /// Tunnel it points into.
+    pub tunnel: String,
+    /// TUN device.
+    pub interface: String,
+    /// BGP next hop, if learned by BGP.
+    pub next_hop: Option<String>,
+    /// BGP AS path, if learned by BGP.
+    pub as_path: Vec<u32>,
+    /// Whether it is installed in the kernel.
+    pub installed: bool,
+}

@@ -1,0 +1,541 @@
+//! `causeway run`: the daemon. Wires config → dataplane (TUN, sockets, SA tables, routes)
+//! → one IKE task per tunnel → control socket, metrics and systemd notification.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use dataplane::netlink::{Netlink, Route};
+use dataplane::tun::TunConfig;
+use dataplane::{Dataplane, IkeDatagram, TunnelConfig};
+use ipnet::IpNet;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::api::{Request, Response, RouteStatus, Snapshot};
+use crate::control::{Call, ControlSocket};
+use crate::notify::notify;
+use crate::tunnel::{self, IkeIn, TunnelCmd, TunnelRt};
+
+/// Default protocol id of Causeway's kernel routes when there is no `[bgp]` section.
+pub const DEFAULT_PROTO: u8 = 249;
+/// The main routing table.
+pub const MAIN_TABLE: u32 = 254;
+
+/// Lock a std mutex, ignoring poisoning (the data stays usable).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// State shared by the daemon's tasks.
+pub struct Shared {
+    /// When the daemon started.
+    pub started: Instant,
+    /// The dataplane (sockets, SA tables, workers).
+    pub dp: Dataplane,
+    /// Netlink socket for routes and addresses.
+    pub nl: Mutex<Netlink>,
+    /// Protocol id of our kernel routes.
+    pub proto: u8,
+    /// Routing table of our kernel routes.
+    pub table: u32,
+    /// The tunnels, in config order.
+    pub tunnels: Vec<Arc<TunnelRt>>,
+    /// Routes we installed for remote traffic selectors (and underlay protection).
+    pub static_routes: Mutex<Vec<(Route, RouteStatus)>>,
+    /// BGP state (neighbors and learned routes).
+    pub bgp: crate::bgpd::BgpShared,
+    /// Port-500 sockets by local IP (unspecified address = any).
+    pub ike_sockets: HashMap<IpAddr, Arc<UdpSocket>>,
+}
+
+impl Shared {
+    /// Everything the control socket and the metrics endpoint report.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut routes: Vec<RouteStatus> = lock(&self.static_routes)
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect();
+        routes.extend(self.bgp.routes());
+        Snapshot {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            tunnels: self.tunnels.iter().map(|t| t.status()).collect(),
+            bgp: self.bgp.neighbors(),
+            routes,
+        }
+    }
+
+    /// The port-500 socket for `local` (or the wildcard one).
+    pub fn ike_socket(&self, local: IpAddr) -> Option<&Arc<UdpSocket>> {
+        self.ike_sockets.get(&local).or_else(|| {
+            let any = if local.is_ipv4() {
+                IpAddr::from([0u8; 4])
+            } else {
+                IpAddr::from([0u16; 8])
+            };
+            self.ike_sockets.get(&any)
+        })
+    }
+
+    /// Send an IKE message: from port 4500 through the dataplane endpoint (with the
+    /// non-ESP marker), else from the port-500 socket.
+    pub async fn send_ike(&self, src: SocketAddr, dst: SocketAddr, msg: &[u8]) {
+        let res = if src.port() == 4500 || dst.port() == 4500 {
+            self.dp.send_ike(src.ip(), dst, msg)
+        } else {
+            match self.ike_socket(src.ip()) {
+                Some(s) => s.send_to(msg, dst).await.map(|_| ()),
+                None => Err(std::io::Error::other(format!("no IKE socket for {src}"))),
+            }
+        };
+        if let Err(e) = res {
+            tracing::warn!(%src, %dst, error = %e, "sending IKE message failed");
+        }
+    }
+}
+
+/// Run the daemon until SIGTERM/SIGINT. Exit 0 after a clean shutdown.
+pub fn run(config_path: &Path, socket: Option<PathBuf>) -> ExitCode {
+    let cfg = match config::Config::from_path(config_path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_tracing(cfg.daemon.log_level.as_str());
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("causeway")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(daemon_main(cfg, config_path.to_path_buf(), socket));
+    rt.shutdown_timeout(Duration::from_secs(2));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            notify(&format!("STATUS=failed: {e:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    // journald adds its own timestamps.
+    if under_systemd {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Unique local outer addresses of all tunnels.
+fn local_addrs(cfg: &config::Config) -> Vec<IpAddr> {
+    let mut seen = HashSet::new();
+    cfg.tunnels
+        .iter()
+        .flat_map(|t| t.local_addrs.iter().copied())
+        .filter(|a| seen.insert(*a))
+        .collect()
+}
+
+async fn daemon_main(
+    cfg: config::Config,
+    config_path: PathBuf,
+    socket: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    tracing::info!(config = %config_path.display(), tunnels = cfg.tunnels.len(), "causeway starting");
+    let proto = cfg.bgp.as_ref().map_or(DEFAULT_PROTO, |b| b.proto);
+    let table = cfg.bgp.as_ref().map_or(MAIN_TABLE, |b| b.table);
+
+    // PSKs first: a missing or unreadable PSK is a start-up error (never printed).
+    let mut psks = Vec::new();
+    for t in &cfg.tunnels {
+        let psk = t
+            .load_psk()
+            .with_context(|| format!("tunnel {}: loading the PSK", t.name))?;
+        psks.push(psk);
+    }
+
+    let mut nl = Netlink::new().context("opening netlink")?;
+    match nl.flush_routes(proto) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(n, proto, "removed stale routes from an earlier run"),
+        Err(e) => tracing::warn!(error = %e, "flushing stale routes failed"),
+    }
+
+    let control_path = socket.unwrap_or_else(|| cfg.daemon.control_socket.clone());
+    let control = ControlSocket::bind(&control_path)?;
+
+    // IKE messages from every socket go through one channel to a dispatcher.
+    let (ike_tx, mut ike_rx) = mpsc::channel::<IkeIn>(1024);
+    let sink_tx = ike_tx.clone();
+    let sink: dataplane::worker::IkeSink = Arc::new(move |d: IkeDatagram<'_>| {
+        let _ = sink_tx.try_send(IkeIn {
+            local: d.local,
+            peer: d.peer,
+            msg: d.msg.to_vec(),
+        });
+    });
+    let dp = Dataplane::new(sink);
+
+    let mut ike_sockets = HashMap::new();
+    for addr in local_addrs(&cfg) {
+        let bound = dp
+            .open_endpoint(SocketAddr::new(addr, 4500))
+            .with_context(|| format!("binding UDP {addr}:4500"))?;
+        tracing::info!(%bound, "ESP-in-UDP/IKE endpoint open");
+        let ports: HashSet<u16> = cfg
+            .tunnels
+            .iter()
+            .filter(|t| t.local_addrs.contains(&addr))
+            .map(|t| t.local_port)
+            .filter(|p| *p != 4500)
+            .collect();
+        for port in ports {
+            let sa = SocketAddr::new(addr, port);
+            let s = UdpSocket::bind(sa)
+                .await
+                .with_context(|| format!("binding UDP {sa}"))?;
+            tracing::info!(bound = %sa, "IKE socket open");
+            ike_sockets.insert(addr, Arc::new(s));
+        }
+    }
+
+    // Tunnels: TUN device, command channel.
+    let mut tunnels = Vec::new();
+    let mut receivers = Vec::new();
+    for (t, psk) in cfg.tunnels.iter().zip(psks) {
+        let addrs: Vec<IpNet> = cfg
+            .bgp
+            .iter()
+            .flat_map(|b| b.neighbors.iter())
+            .filter(|n| n.tunnel == t.name)
+            .filter_map(|n| n.local_address)
+            .map(IpNet::from)
+            .collect();
+        let dpt = dp
+            .add_tunnel(TunnelConfig {
+                tun: TunConfig {
+                    name: t.interface.clone(),
+                    mtu: u32::from(t.mtu),
+                    addrs,
+                },
+                local: t
+                    .local_addrs
+                    .first()
+                    .copied()
+                    .unwrap_or(IpAddr::from([0u8; 4])),
+                mss_clamp: t.mss_clamp,
+            })
+            .with_context(|| format!("tunnel {}: creating TUN device {}", t.name, t.interface))?;
+        tracing::info!(tunnel = %t.name, dev = %t.interface, ifindex = dpt.ifindex(), "TUN device up");
+        let (tx, rx) = mpsc::channel(256);
+        tunnels.push(Arc::new(TunnelRt::new(t.clone(), psk, dpt, tx)));
+        receivers.push(rx);
+    }
+
+    let shared = Arc::new(Shared {
+        started,
+        dp,
+        nl: Mutex::new(nl),
+        proto,
+        table,
+        tunnels,
+        static_routes: Mutex::new(Vec::new()),
+        bgp: crate::bgpd::BgpShared::new(&cfg),
+        ike_sockets,
+    });
+
+    install_static_routes(&shared);
+
+    // Port-500 receive loops.
+    for (addr, sock) in &shared.ike_sockets {
+        let sock = Arc::clone(sock);
+        let tx = ike_tx.clone();
+        let local = sock.local_addr().unwrap_or(SocketAddr::new(*addr, 500));
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                match sock.recv_from(&mut buf).await {
+                    Ok((n, peer)) => {
+                        let msg = buf.get(..n).unwrap_or_default().to_vec();
+                        let _ = tx.send(IkeIn { local, peer, msg }).await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "IKE socket receive error");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    // Dispatcher: IKE datagrams to the tunnel whose peer sent them.
+    {
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            while let Some(d) = ike_rx.recv().await {
+                let peer = d.peer.ip();
+                let t = shared
+                    .tunnels
+                    .iter()
+                    .find(|t| t.cfg.remote_addrs.contains(&peer));
+                match t {
+                    Some(t) => {
+                        let _ = t.cmd.try_send(TunnelCmd::Datagram(d));
+                    }
+                    None => tracing::debug!(%peer, "IKE message from an unknown peer dropped"),
+                }
+            }
+        });
+    }
+
+    // One IKE task per tunnel.
+    let mut tasks = Vec::new();
+    for (t, rx) in shared.tunnels.iter().zip(receivers) {
+        tasks.push(tokio::spawn(tunnel::run(
+            Arc::clone(t),
+            Arc::clone(&shared),
+            rx,
+        )));
+    }
+
+    // BGP.
+    let bgp_task = crate::bgpd::start(&cfg, Arc::clone(&shared));
+
+    // Control socket.
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<Call>(64);
+    tokio::spawn(control.serve(ctl_tx));
+    {
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            while let Some((req, answer)) = ctl_rx.recv().await {
+                let resp = handle_request(&shared, req).await;
+                let _ = answer.send(resp);
+            }
+        });
+    }
+
+    // Metrics.
+    if let Some(addr) = cfg.daemon.metrics {
+        let s = Arc::clone(&shared);
+        let f: crate::metrics::SnapshotFn = Arc::new(move || s.snapshot());
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(addr, f).await {
+                tracing::error!(%addr, error = %e, "metrics endpoint failed");
+            }
+        });
+    }
+
+    // Watchdog.
+    if let Some(interval) = crate::notify::watchdog_interval() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval / 2);
+            loop {
+                tick.tick().await;
+                notify("WATCHDOG=1");
+            }
+        });
+    }
+
+    let status = format!(
+        "{} tunnel(s), control socket {}",
+        shared.tunnels.len(),
+        control_path.display()
+    );
+    notify(&format!("READY=1\nSTATUS={status}"));
+    tracing::info!("{status}: ready");
+
+    wait_for_stop(&config_path).await;
+
+    // Shutdown: delete SAs (Deletes to the peers), stop BGP, remove routes and TUNs.
+    notify("STOPPING=1\nSTATUS=shutting down");
+    tracing::info!("shutting down");
+    // BGP first (Cease through the still-working tunnel), then the IKE SAs.
+    crate::bgpd::stop(bgp_task, &shared).await;
+    for t in &shared.tunnels {
+        let _ = t.cmd.try_send(TunnelCmd::Shutdown);
+    }
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+    }
+    remove_static_routes(&shared);
+    for t in &shared.tunnels {
+        t.remove_all_sas(&shared.dp);
+    }
+    match Arc::try_unwrap(shared) {
+        Ok(s) => {
+            s.dp.shutdown();
+            drop(s); // TUN devices go with their Tunnel handles
+        }
+        Err(s) => {
+            // Some task still holds a reference: the TUNs are removed at exit anyway
+            // (the kernel deletes a non-persistent TUN when its fd closes).
+            s.dp.shutdown();
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Wait for SIGTERM or SIGINT. SIGHUP re-validates the config file and logs the result.
+async fn wait_for_stop(config_path: &Path) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM"); return; }
+            _ = int.recv() => { tracing::info!("SIGINT"); return; }
+            _ = hup.recv() => {
+                notify("RELOADING=1");
+                match config::Config::from_path(config_path) {
+                    Ok(_) => tracing::warn!(
+                        "SIGHUP: {} is valid, but live reload is not implemented: restart the service to apply it",
+                        config_path.display()
+                    ),
+                    Err(e) => tracing::error!("SIGHUP: config has errors, keeping the running one:\n{e}"),
+                }
+                notify("READY=1");
+            }
+        }
+    }
+}
+
+/// Routes for the tunnels' remote traffic selectors through their TUN devices, plus an
+/// underlay host route to the peer when a selector is a default route.
+fn install_static_routes(shared: &Shared) {
+    let mut nl = lock(&shared.nl);
+    let mut installed = lock(&shared.static_routes);
+    for t in &shared.tunnels {
+        let ifindex = t.dp.ifindex();
+        if t.cfg.remote_ts.iter().any(|n| n.prefix_len() == 0) {
+            for peer in &t.cfg.remote_addrs {
+                match nl.protect_peer(*peer, shared.proto, shared.table) {
+                    Ok(r) => {
+                        tracing::info!(tunnel = %t.cfg.name, %peer, "underlay host route pinned (forced tunneling)");
+                        let st = RouteStatus {
+                            prefix: IpNet::from(*peer).to_string(),
+                            source: "underlay".into(),
+                            tunnel: t.cfg.name.clone(),
+                            interface: String::new(),
+                            next_hop: r.gateway.map(|g| g.to_string()),
+                            as_path: vec![],
+                            installed: true,
+                        };
+                        installed.push((r, st));
+                    }
+                    Err(e) => {
+                        tracing::error!(tunnel = %t.cfg.name, %peer, error = %e, "cannot pin the underlay route to the peer; not installing the default route");
+                        t.set_error(format!("underlay protection failed: {e}"));
+                    }
+                }
+            }
+        }
+        for net in &t.cfg.remote_ts {
+            if net.prefix_len() == 0 && t.last_error().is_some() {
+                continue;
+            }
+            let r = Route::dev(*net, ifindex, shared.proto, shared.table);
+            let ok = match nl.replace_route(&r) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(tunnel = %t.cfg.name, dst = %net, error = %e, "installing route failed");
+                    false
+                }
+            };
+            installed.push((
+                r,
+                RouteStatus {
+                    prefix: net.to_string(),
+                    source: "static".into(),
+                    tunnel: t.cfg.name.clone(),
+                    interface: t.cfg.interface.clone(),
+                    next_hop: None,
+                    as_path: vec![],
+                    installed: ok,
+                },
+            ));
+        }
+    }
+}
+
+fn remove_static_routes(shared: &Shared) {
+    let mut nl = lock(&shared.nl);
+    for (r, st) in lock(&shared.static_routes).drain(..) {
+        if st.installed {
+            if let Err(e) = nl.delete_route(&r) {
+                tracing::debug!(dst = %r.dst, error = %e, "removing route failed");
+            }
+        }
+    }
+}
+
+async fn handle_request(shared: &Arc<Shared>, req: Request) -> Response {
+    match req {
+        Request::Status | Request::Sa | Request::Bgp | Request::Routes => {
+            Response::with_status(shared.snapshot())
+        }
+        Request::Initiate { tunnel } => tunnel_action(shared, &tunnel, TunnelCmd::Initiate).await,
+        Request::Terminate { tunnel } => tunnel_action(shared, &tunnel, TunnelCmd::Terminate).await,
+        Request::Rekey { tunnel, ike } => {
+            tunnel_action(shared, &tunnel, TunnelCmd::Rekey { ike }).await
+        }
+    }
+}
+
+async fn tunnel_action(shared: &Arc<Shared>, name: &str, cmd: TunnelCmd) -> Response {
+    let Some(t) = shared.tunnels.iter().find(|t| t.cfg.name == name) else {
+        let names: Vec<&str> = shared.tunnels.iter().map(|t| t.cfg.name.as_str()).collect();
+        return Response::error(format!(
+            "no tunnel named {name:?} (tunnels: {})",
+            names.join(", ")
+        ));
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if t.cmd
+        .send(TunnelCmd::Action(Box::new(cmd), tx))
+        .await
+        .is_err()
+    {
+        return Response::error("the tunnel task is not running");
+    }
+    match rx.await {
+        Ok(Ok(msg)) => Response::message(msg),
+        Ok(Err(e)) => Response::error(e),
+        Err(_) => Response::error("the tunnel task did not answer"),
+    }
+}

@@ -1,0 +1,1300 @@
+//! `causeway lab`: a throw-away two-site lab in network namespaces on this machine.
+//!
+//! ```text
+//!  host-a 10.1.0.10 ── 10.1.0.1 gw-a 192.0.2.1 ══ WAN ══ 198.51.100.7 gw-b 10.2.0.1 ── 10.2.0.10 host-b
+//!                      AS 65010, BGP 10.1.255.1            AS 65515 ("Azure"), BGP 10.2.255.254
+//! ```
+//!
+//! Both gateways run `causeway run` (via `ip netns exec`). The lab proves, step by step: the
+//! configs validate, the daemons come up, IKE establishes a Child SA (SPIs cross-checked),
+//! LAN-to-LAN ping goes through ESP (the tunnel counters move), BGP reaches Established and
+//! the learned routes are in the kernel with Causeway's protocol id, and the daemons shut
+//! down cleanly (routes and TUN removed). Everything is torn down on every path: Drop guards
+//! plus a SIGINT/SIGTERM flag checked while waiting.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::api::{Request, Snapshot, TunnelStatus};
+use crate::control;
+
+/// Set by SIGINT/SIGTERM/SIGHUP.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// The protocol id the lab configures for Causeway's kernel routes.
+const PROTO: u8 = 249;
+/// Tunnel name on both sides (TUN device `cw-lab`).
+const TUNNEL: &str = "lab";
+const IFACE: &str = "cw-lab";
+const WAN_A: &str = "192.0.2.1";
+const WAN_B: &str = "198.51.100.7";
+const BGP_A: &str = "10.1.255.1";
+const BGP_B: &str = "10.2.255.254";
+const HOST_A: &str = "10.1.0.10";
+const HOST_B: &str = "10.2.0.10";
+/// Prefixes site B ("Azure") announces; site A announces its LAN.
+const ANNOUNCE_B: [&str; 2] = ["10.2.0.0/24", "10.2.1.0/24"];
+const ANNOUNCE_A: [&str; 1] = ["10.1.0.0/24"];
+
+/// Run `ip` with arguments; error with its stderr.
+fn ip(args: &[&str]) -> Result<String, String> {
+    cmd("ip", args)
+}
+
+fn cmd(prog: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{prog}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{prog} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// A network namespace, deleted on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn create(name: String) -> Result<Self, String> {
+        ip(&["netns", "add", &name])?;
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// `ip -n NAME ...`
+    fn ip(&self, args: &[&str]) -> Result<String, String> {
+        let mut v = vec!["-n", self.name.as_str()];
+        v.extend_from_slice(args);
+        ip(&v)
+    }
+
+    /// `ip netns exec NAME prog ...`
+    fn exec(&self, prog: &str, args: &[&str]) -> Result<String, String> {
+        let mut v = vec!["netns", "exec", self.name.as_str(), prog];
+        v.extend_from_slice(args);
+        ip(&v)
+    }
+
+    fn sysctl(&self, key: &str, value: &str) -> Result<(), String> {
+        self.exec("sysctl", &["-qw", &format!("{key}={value}")])
+            .map(|_| ())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// A `causeway run` in a namespace; SIGTERM then SIGKILL on drop.
+struct Daemon {
+    child: Option<Child>,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(ns: &Netns, exe: &Path, config: &Path, dir: &Path, tag: &str) -> Result<Self, String> {
+        let log = dir.join(format!("causeway-{tag}.log"));
+        let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = file.try_clone().map_err(|e| e.to_string())?;
+        let exe_s = exe.to_string_lossy().into_owned();
+        let cfg_s = config.to_string_lossy().into_owned();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, &exe_s, "run", "-c", &cfg_s])
+            .env("RUST_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("starting causeway in {}: {e}", ns.name))?;
+        Ok(Daemon {
+            child: Some(child),
+            socket: dir.join(format!("{tag}.sock")),
+            log,
+        })
+    }
+
+    fn status(&self) -> Result<Snapshot, String> {
+        let r = control::call(&self.socket, &Request::Status).map_err(|e| format!("{e:#}"))?;
+        if !r.ok {
+            return Err(r.error.unwrap_or_else(|| "request failed".into()));
+        }
+        r.status.ok_or_else(|| "no data in answer".into())
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// SIGTERM and wait up to `grace`; returns the exit status if it exited by itself.
+    fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // `ip netns exec` execs the program, so the pid is causeway's own.
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let until = Instant::now() + grace;
+        while Instant::now() < until {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.stop(Duration::from_secs(5));
+    }
+}
+
+/// A temp directory removed on drop (unless kept).
+struct TempDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Pass,
+    Fail,
+    NotAvailable,
+}
+
+struct Step {
+    name: String,
+    outcome: Outcome,
+    detail: Vec<String>,
+    took: Duration,
+}
+
+#[derive(Default)]
+struct Report {
+    steps: Vec<Step>,
+}
+
+impl Report {
+    fn record(&mut self, name: &str, took: Duration, outcome: Outcome, detail: Vec<String>) {
+        let mark = match outcome {
+            Outcome::Pass => "✓",
+            Outcome::Fail => "✗",
+            Outcome::NotAvailable => "–",
+        };
+        let suffix = if outcome == Outcome::NotAvailable {
+            " (not available)"
+        } else {
+            ""
+        };
+        println!("{mark} {name}{suffix}  [{:.1}s]", took.as_secs_f64());
+        for d in &detail {
+            println!("    {d}");
+        }
+        self.steps.push(Step {
+            name: name.to_string(),
+            outcome,
+            detail,
+            took,
+        });
+    }
+
+    /// Run a step; `Ok(detail)` passes, `Err(detail)` fails.
+    fn step<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce() -> Result<(T, Vec<String>), String>,
+    ) -> Option<T> {
+        let t0 = Instant::now();
+        if interrupted() {
+            self.record(
+                name,
+                Duration::ZERO,
+                Outcome::Fail,
+                vec!["interrupted".into()],
+            );
+            return None;
+        }
+        match f() {
+            Ok((v, detail)) => {
+                self.record(name, t0.elapsed(), Outcome::Pass, detail);
+                Some(v)
+            }
+            Err(e) => {
+                self.record(name, t0.elapsed(), Outcome::Fail, vec![e]);
+                None
+            }
+        }
+    }
+
+    fn skip(&mut self, name: &str, why: &str) {
+        self.record(
+            name,
+            Duration::ZERO,
+            Outcome::NotAvailable,
+            vec![why.to_string()],
+        );
+    }
+
+    fn all_passed(&self) -> bool {
+        !self.steps.is_empty() && self.steps.iter().all(|s| s.outcome == Outcome::Pass)
+    }
+
+    fn summary(&self, total: Duration) -> String {
+        let n = |o| self.steps.iter().filter(|s| s.outcome == o).count();
+        let mut s = String::new();
+        let _ = writeln!(s, "\n== causeway lab summary ({:.1}s)", total.as_secs_f64());
+        for st in &self.steps {
+            let mark = match st.outcome {
+                Outcome::Pass => "✓",
+                Outcome::Fail => "✗",
+                Outcome::NotAvailable => "–",
+            };
+            let first = st.detail.first().map(String::as_str).unwrap_or("");
+            let _ = writeln!(
+                s,
+                "{mark} {:<60} {:>5.1}s  {}",
+                st.name,
+                st.took.as_secs_f64(),
+                if st.outcome == Outcome::Pass {
+                    ""
+                } else {
+                    first
+                }
+            );
+        }
+        let _ = writeln!(
+            s,
+            "{} passed, {} failed, {} not available",
+            n(Outcome::Pass),
+            n(Outcome::Fail),
+            n(Outcome::NotAvailable)
+        );
+        s
+    }
+}
+
+/// Poll `f` every 200 ms until it returns `Some`, the timeout passes or we are interrupted.
+fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let until = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= until || interrupted() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Remove namespaces of earlier lab runs whose process is gone.
+fn sweep_stale() {
+    let Ok(list) = ip(&["netns", "list"]) else {
+        return;
+    };
+    for line in list.lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix("cwlab-") else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
+struct Site<'a> {
+    tag: &'a str,
+    wan: &'a str,
+    peer_wan: &'a str,
+    bgp_addr: &'a str,
+    peer_bgp: &'a str,
+    asn: u32,
+    role: &'a str,
+    tunnel_extra: &'a str,
+    neighbor_extra: &'a str,
+    local_net: &'a str,
+    remote_net: &'a str,
+    announce: &'a [&'a str],
+    start_action: &'a str,
+}
+
+fn config_text(s: &Site<'_>, dir: &Path, encap: &str) -> String {
+    let list = |v: &[&str]| {
+        v.iter()
+            .map(|p| format!("\"{p}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        r#"# causeway lab: site {tag} ({role})
+[daemon]
+control_socket = "{dir}/{tag}.sock"
+metrics = "127.0.0.1:9474"
+
+[[tunnel]]
+name = "{TUNNEL}"
+local_addrs = "{wan}"
+remote_addrs = "{peer_wan}"
+psk_file = "{dir}/lab.psk"
+local_ts = ["{local_net}"]
+remote_ts = ["{remote_net}"]
+encap = "{encap}"
+mtu = 1400
+start_action = "{start}"
+{tunnel_extra}
+[bgp]
+asn = {asn}
+router_id = "{bgp_addr}"
+proto = {PROTO}
+
+[[bgp.neighbor]]
+address = "{peer_bgp}"
+tunnel = "{TUNNEL}"
+local_address = "{bgp_addr}"
+announce = [{announce}]
+{neighbor_extra}"#,
+        tag = s.tag,
+        role = s.role,
+        dir = dir.display(),
+        wan = s.wan,
+        peer_wan = s.peer_wan,
+        local_net = s.local_net,
+        remote_net = s.remote_net,
+        start = s.start_action,
+        tunnel_extra = s.tunnel_extra,
+        asn = s.asn,
+        bgp_addr = s.bgp_addr,
+        peer_bgp = s.peer_bgp,
+        announce = list(s.announce),
+        neighbor_extra = s.neighbor_extra,
+    )
+}
+
+/// The four namespaces, in teardown order (hosts first).
+struct Lab {
+    host_a: Netns,
+    host_b: Netns,
+    gw_a: Netns,
+    gw_b: Netns,
+}
+
+fn build_topology(pid: u32) -> Result<(Lab, Vec<String>), String> {
+    let gw_a = Netns::create(format!("cwlab-{pid}-a"))?;
+    let gw_b = Netns::create(format!("cwlab-{pid}-b"))?;
+    let host_a = Netns::create(format!("cwlab-{pid}-ha"))?;
+    let host_b = Netns::create(format!("cwlab-{pid}-hb"))?;
+    // veth pairs created inside the namespaces: never visible in the root namespace.
+    gw_a.ip(&[
+        "link", "add", "wan", "type", "veth", "peer", "name", "wan", "netns", &gw_b.name,
+    ])?;
+    gw_a.ip(&[
+        "link",
+        "add",
+        "lan",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &host_a.name,
+    ])?;
+    gw_b.ip(&[
+        "link",
+        "add",
+        "lan",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &host_b.name,
+    ])?;
+    for (gw, wan, peer, lan_addr, host, host_addr) in [
+        (&gw_a, WAN_A, WAN_B, "10.1.0.1/24", &host_a, "10.1.0.10/24"),
+        (&gw_b, WAN_B, WAN_A, "10.2.0.1/24", &host_b, "10.2.0.10/24"),
+    ] {
+        gw.ip(&["addr", "add", &format!("{wan}/24"), "dev", "wan"])?;
+        gw.ip(&["link", "set", "wan", "up"])?;
+        gw.ip(&["route", "add", &format!("{peer}/32"), "dev", "wan"])?;
+        gw.ip(&["addr", "add", lan_addr, "dev", "lan"])?;
+        gw.ip(&["link", "set", "lan", "up"])?;
+        gw.sysctl("net.ipv4.ip_forward", "1")?;
+        gw.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
+        gw.sysctl("net.ipv4.conf.default.rp_filter", "0")?;
+        host.ip(&["addr", "add", host_addr, "dev", "eth0"])?;
+        host.ip(&["link", "set", "eth0", "up"])?;
+        let gw_lan = lan_addr.split('/').next().unwrap_or_default();
+        host.ip(&["route", "add", "default", "via", gw_lan])?;
+    }
+    let detail = vec![format!(
+        "{} (10.1.0.10) — {} (WAN {WAN_A}) ══ {} (WAN {WAN_B}) — {} (10.2.0.10)",
+        host_a.name, gw_a.name, gw_b.name, host_b.name
+    )];
+    Ok((
+        Lab {
+            host_a,
+            host_b,
+            gw_a,
+            gw_b,
+        },
+        detail,
+    ))
+}
+
+fn ping(ns: &Netns, to: &str, count: u32) -> Result<String, String> {
+    let c = count.to_string();
+    let out = ns.exec("ping", &["-c", &c, "-i", "0.2", "-W", "2", "-q", to])?;
+    Ok(out
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or("")
+        .trim()
+        .to_string())
+}
+
+fn tunnel_of(s: &Snapshot) -> Option<&TunnelStatus> {
+    s.tunnels.iter().find(|t| t.name == TUNNEL)
+}
+
+/// True when the daemon says IKE is not part of this build.
+fn ike_unavailable(s: &Snapshot) -> bool {
+    tunnel_of(s).is_some_and(|t| t.state == "unavailable")
+}
+
+fn bgp_unavailable(s: &Snapshot) -> bool {
+    s.bgp.iter().any(|n| n.state == "unavailable")
+}
+
+/// Build the lab, prove it, tear it down. Exit 0 only if every step passed.
+pub fn run(keep_logs: bool, encap: &str) -> ExitCode {
+    let t_start = Instant::now();
+    install_signal_handlers();
+    println!("causeway lab: two sites in network namespaces, an IKEv2/ESP tunnel and BGP between two causeway daemons\n");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("causeway lab: must run as root (it creates network namespaces)");
+        return ExitCode::FAILURE;
+    }
+    for tool in ["ip", "ping", "sysctl"] {
+        if cmd("sh", &["-c", &format!("command -v {tool}")]).is_err() {
+            eprintln!("causeway lab: `{tool}` is missing (run scripts/install-deps.sh)");
+            return ExitCode::FAILURE;
+        }
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        eprintln!("causeway lab: /dev/net/tun is missing");
+        return ExitCode::FAILURE;
+    }
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("causeway lab: cannot find my own binary: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    sweep_stale();
+    let pid = std::process::id();
+    let dir = TempDir {
+        path: std::env::temp_dir().join(format!("cwlab-{pid}")),
+        keep: keep_logs,
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir.path) {
+        eprintln!("causeway lab: {}: {e}", dir.path.display());
+        return ExitCode::FAILURE;
+    }
+    let mut report = Report::default();
+    let result = run_steps(&mut report, pid, &exe, &dir.path, encap);
+    if interrupted() {
+        println!("\ninterrupted: tearing down");
+    }
+    // Teardown happens in run_steps' drops; report it.
+    let t0 = Instant::now();
+    let leftovers: Vec<String> = ip(&["netns", "list"])
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(&format!("cwlab-{pid}-")))
+        .map(|l| l.to_string())
+        .collect();
+    if leftovers.is_empty() {
+        report.record(
+            "teardown: namespaces removed",
+            t0.elapsed() + result,
+            Outcome::Pass,
+            vec![],
+        );
+    } else {
+        report.record(
+            "teardown: namespaces removed",
+            t0.elapsed() + result,
+            Outcome::Fail,
+            vec![format!("left over: {}", leftovers.join(", "))],
+        );
+    }
+    print!("{}", report.summary(t_start.elapsed()));
+    if keep_logs {
+        println!("logs and configs kept in {}", dir.path.display());
+    }
+    if report.all_passed() && !interrupted() {
+        println!("causeway lab: PASS");
+        ExitCode::SUCCESS
+    } else {
+        println!("causeway lab: FAIL");
+        ExitCode::FAILURE
+    }
+}
+
+/// All steps; returns how long the teardown inside it took.
+fn run_steps(report: &mut Report, pid: u32, exe: &Path, dir: &Path, encap: &str) -> Duration {
+    let Some(lab) = report.step("build namespaces, veth links, addresses", || {
+        build_topology(pid)
+    }) else {
+        return Duration::ZERO;
+    };
+    let _ = lab_steps(report, &lab, exe, dir, encap);
+    let t0 = Instant::now();
+    drop(lab);
+    t0.elapsed()
+}
+
+fn lab_steps(report: &mut Report, lab: &Lab, exe: &Path, dir: &Path, encap: &str) -> Option<()> {
+    report.step("underlay: gw-a pings gw-b across the WAN", || {
+        ping(&lab.gw_a, WAN_B, 2).map(|s| ((), vec![s]))
+    })?;
+    report.step(
+        "underlay: no route between the LANs without the tunnel",
+        || match ping(&lab.host_a, HOST_B, 1) {
+            Ok(s) => Err(format!("host-a reached host-b without a tunnel: {s}")),
+            Err(_) => Ok((
+                (),
+                vec!["host-a cannot reach host-b yet (as expected)".into()],
+            )),
+        },
+    )?;
+    // Configs and PSK.
+    let (cfg_a, cfg_b) = report.step("write configs and PSK file (0600)", || {
+        write_configs(dir, encap).map(|v| (v, vec![format!("in {}", dir.display())]))
+    })?;
+    report.step("causeway check on both configs", || {
+        let mut detail = vec![];
+        for cfg in [&cfg_a, &cfg_b] {
+            let c = cfg.to_string_lossy().into_owned();
+            let out = Command::new(exe)
+                .args(["check", "-c", &c])
+                .output()
+                .map_err(|e| e.to_string())?;
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if !out.status.success() {
+                return Err(text.trim().to_string());
+            }
+            detail.extend(text.lines().map(|l| l.trim().to_string()));
+        }
+        Ok(((), detail))
+    })?;
+
+    // Daemons.
+    let mut da = Daemon::start(&lab.gw_a, exe, &cfg_a, dir, "a").ok()?;
+    let mut db = Daemon::start(&lab.gw_b, exe, &cfg_b, dir, "b").ok()?;
+    let started = report.step(
+        "start causeway in both gateways, control sockets answer",
+        || {
+            let t0 = Instant::now();
+            let ok = wait_for(Duration::from_secs(15), || {
+                (da.status().is_ok() && db.status().is_ok()).then_some(())
+            });
+            match ok {
+                Some(()) => Ok((
+                    (),
+                    vec![format!(
+                        "both answered after {:.1}s",
+                        t0.elapsed().as_secs_f64()
+                    )],
+                )),
+                None => {
+                    let mut e = String::from("control sockets did not answer");
+                    for (tag, d) in [("a", &mut da), ("b", &mut db)] {
+                        if let Some(st) = d.exited() {
+                            let _ = write!(e, "; daemon {tag} exited ({st}): {}", d.log_tail(5));
+                        }
+                    }
+                    Err(e)
+                }
+            }
+        },
+    );
+    started?;
+    let snap_a = da.status().ok()?;
+
+    // IKE.
+    let ike_ok = if ike_unavailable(&snap_a) {
+        let why = tunnel_of(&snap_a)
+            .and_then(|t| t.last_error.clone())
+            .unwrap_or_else(|| "IKE is not available in this build".into());
+        report.skip("IKE_SA_INIT + IKE_AUTH: Child SA established", &why);
+        false
+    } else {
+        report
+            .step("IKE_SA_INIT + IKE_AUTH: Child SA established", || {
+                prove_ike(&da, &db)
+            })
+            .is_some()
+    };
+
+    // Traffic.
+    if ike_ok {
+        report.step(
+            "traffic: LAN ping through ESP, no plaintext on the WAN",
+            || prove_traffic(lab, &da, &db),
+        );
+    } else {
+        report.skip(
+            "traffic: host-a pings host-b through ESP",
+            "needs an established Child SA",
+        );
+    }
+
+    // BGP.
+    let snap_a = da.status().ok()?;
+    if bgp_unavailable(&snap_a) || snap_a.bgp.is_empty() {
+        let why = snap_a
+            .bgp
+            .first()
+            .and_then(|n| n.last_error.clone())
+            .unwrap_or_else(|| "BGP is not available in this build".into());
+        report.skip("BGP: session Established through the tunnel", &why);
+        report.skip("routes: BGP routes in the kernel (proto 249)", "needs BGP");
+    } else if !ike_ok {
+        report.skip(
+            "BGP: session Established through the tunnel",
+            "needs the tunnel",
+        );
+        report.skip("routes: BGP routes in the kernel (proto 249)", "needs BGP");
+    } else {
+        let bgp_ok = report
+            .step("BGP: session Established through the tunnel", || {
+                prove_bgp(&da, &db)
+            })
+            .is_some();
+        if bgp_ok {
+            report.step(
+                "routes: BGP routes in the kernel (proto 249), ping uses them",
+                || prove_routes(lab),
+            );
+        } else {
+            report.skip("routes: BGP routes in the kernel (proto 249)", "needs BGP");
+        }
+    }
+
+    // Operator actions: terminate (routes go), initiate (everything comes back).
+    if ike_ok {
+        report.step(
+            "operator: terminate withdraws routes, initiate restores all",
+            || prove_terminate_initiate(lab, exe, &da, &db),
+        );
+    }
+
+    // The operator CLI against a live daemon.
+    report.step(
+        "CLI: causeway status / sa / bgp / routes (text and --json)",
+        || prove_cli(exe, &da),
+    );
+
+    report.step(
+        "metrics: Prometheus endpoint reports tunnel and BGP",
+        || prove_metrics(&lab.gw_a),
+    );
+
+    // Clean shutdown.
+    report.step("shutdown: SIGTERM, exit 0, routes and TUN removed", || {
+        let sa = da.stop(Duration::from_secs(10));
+        let sb = db.stop(Duration::from_secs(10));
+        let mut detail = vec![];
+        for (tag, st, ns) in [("a", sa, &lab.gw_a), ("b", sb, &lab.gw_b)] {
+            match st {
+                Some(s) if s.success() => detail.push(format!("gw-{tag}: exit 0")),
+                Some(s) => return Err(format!("gw-{tag}: {s}")),
+                None => return Err(format!("gw-{tag}: did not exit within 10 s (killed)")),
+            }
+            let routes = ns.ip(&["route", "show", "proto", &PROTO.to_string()])?;
+            if !routes.trim().is_empty() {
+                return Err(format!("gw-{tag}: routes left: {}", routes.trim()));
+            }
+            if ns.ip(&["link", "show", IFACE]).is_ok() {
+                return Err(format!("gw-{tag}: {IFACE} still exists"));
+            }
+        }
+        detail.push("no proto 249 routes and no cw-lab device left".into());
+        Ok(((), detail))
+    });
+    Some(())
+}
+
+fn write_configs(dir: &Path, encap: &str) -> Result<(PathBuf, PathBuf), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let psk_path = dir.join("lab.psk");
+    let mut rnd = [0u8; 24];
+    {
+        use std::io::Read;
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut rnd))
+            .map_err(|e| format!("/dev/urandom: {e}"))?;
+    }
+    let psk: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&psk_path)
+            .map_err(|e| format!("{}: {e}", psk_path.display()))?;
+        f.write_all(psk.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    let a = Site {
+        tag: "a",
+        wan: WAN_A,
+        peer_wan: WAN_B,
+        bgp_addr: BGP_A,
+        peer_bgp: BGP_B,
+        asn: 65010,
+        role: "on-premises, `profile = \"azure\"`",
+        // The profile fills in Azure's proposals, lifetimes, DPD, MSS clamp, the
+        // neighbor's ASN 65515 and multihop.
+        tunnel_extra: "profile = \"azure\"\n",
+        neighbor_extra: "",
+        local_net: "10.1.0.0/16",
+        remote_net: "10.2.0.0/16",
+        announce: &ANNOUNCE_A,
+        start_action: "start",
+    };
+    let b = Site {
+        tag: "b",
+        wan: WAN_B,
+        peer_wan: WAN_A,
+        bgp_addr: BGP_B,
+        peer_bgp: BGP_A,
+        asn: 65515,
+        role: "configured like an Azure VPN Gateway",
+        // What Azure VPN Gateway offers by default (see INTEROP.md).
+        tunnel_extra: "ike_proposals = [\"aes256-sha1-modp1024\", \"aes256-sha256-modp1024\", \"aes128-sha1-modp1024\", \"aes256-sha256-modp2048\"]\nesp_proposals = [\"aes256gcm16\"]\nike_lifetime = \"28800s\"\nchild_lifetime = \"27000s\"\ndpd_delay = \"45s\"\nmss_clamp = 1350\n",
+        neighbor_extra: "remote_asn = 65010\nmultihop = 8\nhold_time = \"180s\"\n",
+        local_net: "10.2.0.0/16",
+        remote_net: "10.1.0.0/16",
+        announce: &ANNOUNCE_B,
+        start_action: "none",
+    };
+    let pa = dir.join("site-a.toml");
+    let pb = dir.join("site-b-azure.toml");
+    std::fs::write(&pa, config_text(&a, dir, encap)).map_err(|e| e.to_string())?;
+    std::fs::write(&pb, config_text(&b, dir, encap)).map_err(|e| e.to_string())?;
+    Ok((pa, pb))
+}
+
+fn prove_ike(da: &Daemon, db: &Daemon) -> Result<((), Vec<String>), String> {
+    let t0 = Instant::now();
+    let up = |s: &Snapshot| {
+        tunnel_of(s).is_some_and(|t| t.state == "established" && !t.child_sas.is_empty())
+    };
+    let got = wait_for(Duration::from_secs(30), || {
+        let (a, b) = (da.status().ok()?, db.status().ok()?);
+        (up(&a) && up(&b)).then_some((a, b))
+    });
+    let Some((a, b)) = got else {
+        let a = da.status().ok();
+        let err = a
+            .as_ref()
+            .and_then(tunnel_of)
+            .map(|t| {
+                format!(
+                    "gw-a tunnel state {}{}",
+                    t.state,
+                    t.last_error
+                        .as_deref()
+                        .map(|e| format!(", last error: {e}"))
+                        .unwrap_or_default()
+                )
+            })
+            .unwrap_or_else(|| "no status from gw-a".into());
+        return Err(format!(
+            "not established within 30 s: {err}; log: {}",
+            da.log_tail(3)
+        ));
+    };
+    let (ta, tb) = (
+        tunnel_of(&a).ok_or("no tunnel")?,
+        tunnel_of(&b).ok_or("no tunnel")?,
+    );
+    let (ca, cb) = (&ta.child_sas[0], &tb.child_sas[0]);
+    if ca.spi_out != cb.spi_in || ca.spi_in != cb.spi_out {
+        return Err(format!(
+            "SPIs do not match: a in {} out {}, b in {} out {}",
+            ca.spi_in, ca.spi_out, cb.spi_in, cb.spi_out
+        ));
+    }
+    let mut detail = vec![format!("established in {:.1}s", t0.elapsed().as_secs_f64())];
+    if let Some(ike) = &ta.ike_sa {
+        detail.push(format!(
+            "IKE SA {} spi {}_i {}_r ({})",
+            ike.algorithms,
+            ike.spi_i,
+            ike.spi_r,
+            if ike.initiator {
+                "gw-a initiated"
+            } else {
+                "gw-b initiated"
+            }
+        ));
+    }
+    detail.push(format!(
+        "Child SA {} {}: gw-a out {} = gw-b in {}, gw-b out {} = gw-a in {}",
+        ca.algorithms, ca.encap, ca.spi_out, cb.spi_in, cb.spi_out, ca.spi_in
+    ));
+    detail.push(format!(
+        "traffic selectors {} === {}",
+        ca.local_ts.join(","),
+        ca.remote_ts.join(",")
+    ));
+    Ok(((), detail))
+}
+
+fn prove_traffic(lab: &Lab, da: &Daemon, db: &Daemon) -> Result<((), Vec<String>), String> {
+    let before_a = tunnel_of(&da.status()?).ok_or("no tunnel")?.counters;
+    let before_b = tunnel_of(&db.status()?).ok_or("no tunnel")?.counters;
+    let n = 10u64;
+    let wire = WireCounter::install(&lab.gw_b);
+    let summary = ping(&lab.host_a, HOST_B, n as u32)?;
+    let back = ping(&lab.host_b, HOST_A, 3)?;
+    let wire_counts = wire.as_ref().map(|w| w.read());
+    let a = tunnel_of(&da.status()?).ok_or("no tunnel")?.clone();
+    let b = tunnel_of(&db.status()?).ok_or("no tunnel")?.clone();
+    let out_a = a.counters.packets_out - before_a.packets_out.min(a.counters.packets_out);
+    let in_b = b.counters.packets_in - before_b.packets_in.min(b.counters.packets_in);
+    let out_b = b.counters.packets_out - before_b.packets_out.min(b.counters.packets_out);
+    let in_a = a.counters.packets_in - before_a.packets_in.min(a.counters.packets_in);
+    let mut detail = vec![
+        format!("ping {HOST_A} -> {HOST_B}: {summary}"),
+        format!("ping {HOST_B} -> {HOST_A}: {back}"),
+        format!("gw-a sealed {out_a} packets, gw-b opened {in_b}; gw-b sealed {out_b}, gw-a opened {in_a}"),
+        format!(
+            "gw-a totals: out {} pkts / {} B, in {} pkts / {} B",
+            a.counters.packets_out, a.counters.bytes_out, a.counters.packets_in, a.counters.bytes_in
+        ),
+    ];
+    for (tag, t) in [("gw-a", &a), ("gw-b", &b)] {
+        let list: Vec<String> = t
+            .drops
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        detail.push(format!(
+            "{tag} drops: {}",
+            if list.is_empty() {
+                "none".to_string()
+            } else {
+                list.join(", ")
+            }
+        ));
+    }
+    match wire_counts {
+        Some(Ok((esp_pkts, plain_pkts))) => {
+            detail.push(format!(
+                "on gw-b's WAN link: {esp_pkts} ESP packets in, {plain_pkts} plaintext 10.0.0.0/8 packets"
+            ));
+            if esp_pkts < n || plain_pkts > 0 {
+                return Err(format!(
+                    "wire check failed: {esp_pkts} ESP packets, {plain_pkts} plaintext packets on the WAN"
+                ));
+            }
+        }
+        Some(Err(e)) => return Err(format!("reading the nftables counters: {e}")),
+        None => detail.push("nft missing: WAN capture check skipped".into()),
+    }
+    if out_a < n || in_b < n || out_b < n || in_a < n {
+        return Err(format!(
+            "ESP counters did not move by {n} packets each way ({})",
+            detail.get(2).map(String::as_str).unwrap_or_default()
+        ));
+    }
+    Ok(((), detail))
+}
+
+fn prove_bgp(da: &Daemon, db: &Daemon) -> Result<((), Vec<String>), String> {
+    let t0 = Instant::now();
+    let est = |s: &Snapshot| {
+        s.bgp
+            .iter()
+            .any(|n| n.state == "Established" && n.prefixes_accepted > 0)
+    };
+    let got = wait_for(Duration::from_secs(40), || {
+        let (a, b) = (da.status().ok()?, db.status().ok()?);
+        (est(&a) && est(&b)).then_some((a, b))
+    });
+    let Some((a, b)) = got else {
+        let a = da.status().ok();
+        let st = a
+            .as_ref()
+            .and_then(|s| s.bgp.first())
+            .map(|n| {
+                format!(
+                    "gw-a neighbor {} {}{}",
+                    n.address,
+                    n.state,
+                    n.last_error
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                )
+            })
+            .unwrap_or_else(|| "no neighbor".into());
+        return Err(format!("not Established with routes within 40 s: {st}"));
+    };
+    let mut detail = vec![format!("Established in {:.1}s", t0.elapsed().as_secs_f64())];
+    for (tag, s) in [("gw-a (AS 65010)", &a), ("gw-b (AS 65515)", &b)] {
+        for n in &s.bgp {
+            detail.push(format!(
+                "{tag}: neighbor {} AS{} {}: received {}, accepted {}, advertised {}",
+                n.address,
+                n.remote_asn,
+                n.state,
+                n.prefixes_received,
+                n.prefixes_accepted,
+                n.prefixes_advertised
+            ));
+        }
+    }
+    Ok(((), detail))
+}
+
+fn prove_routes(lab: &Lab) -> Result<((), Vec<String>), String> {
+    let proto = PROTO.to_string();
+    let mut detail = vec![];
+    for (tag, ns, want) in [
+        ("gw-a", &lab.gw_a, &ANNOUNCE_B[..]),
+        ("gw-b", &lab.gw_b, &ANNOUNCE_A[..]),
+    ] {
+        let got = wait_for(Duration::from_secs(10), || {
+            let text = ns.ip(&["route", "show", "proto", &proto]).ok()?;
+            want.iter()
+                .all(|p| text.lines().any(|l| l.starts_with(p) && l.contains(IFACE)))
+                .then_some(text)
+        });
+        match got {
+            Some(text) => {
+                for l in text.lines() {
+                    detail.push(format!("{tag}: {}", l.trim()));
+                }
+            }
+            None => {
+                let text = ns
+                    .ip(&["route", "show", "proto", &proto])
+                    .unwrap_or_default();
+                return Err(format!(
+                    "{tag}: expected {} dev {IFACE} proto {PROTO}, kernel has: {}",
+                    want.join(", "),
+                    if text.trim().is_empty() {
+                        "none"
+                    } else {
+                        text.trim()
+                    }
+                ));
+            }
+        }
+    }
+    let get = lab.gw_a.ip(&["route", "get", HOST_B])?;
+    if !get.contains(IFACE) {
+        return Err(format!(
+            "route to {HOST_B} does not use {IFACE}: {}",
+            get.trim()
+        ));
+    }
+    let summary = ping(&lab.host_a, HOST_B, 3)?;
+    detail.push(format!(
+        "route get {HOST_B}: {}",
+        get.lines().next().unwrap_or("").trim()
+    ));
+    detail.push(format!("ping over the BGP route: {summary}"));
+    Ok(((), detail))
+}
+
+fn prove_cli(exe: &Path, d: &Daemon) -> Result<((), Vec<String>), String> {
+    let sock = d.socket.to_string_lossy().into_owned();
+    let run = |args: &[&str]| -> Result<String, String> {
+        let mut v = vec!["--socket", sock.as_str()];
+        v.extend_from_slice(args);
+        let out = Command::new(exe)
+            .args(&v)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "`causeway {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let status = run(&["status"])?;
+    if !status.contains(&format!("tunnel {TUNNEL}  established")) {
+        return Err(format!(
+            "`causeway status` does not show the tunnel established:\n{status}"
+        ));
+    }
+    for (cmd, want) in [
+        ("sa", "child SA"),
+        ("bgp", "Established"),
+        ("routes", "bgp"),
+    ] {
+        let text = run(&[cmd])?;
+        if !text.contains(want) {
+            return Err(format!("`causeway {cmd}` lacks {want:?}:\n{text}"));
+        }
+        let json = run(&[cmd, "--json"])?;
+        serde_json::from_str::<serde_json::Value>(&json)
+            .map_err(|e| format!("`causeway {cmd} --json` is not JSON: {e}"))?;
+    }
+    let json = run(&["status", "--json"])?;
+    let snap: Snapshot = serde_json::from_str(&json)
+        .map_err(|e| format!("`causeway status --json` does not parse: {e}"))?;
+    if tunnel_of(&snap).is_none() {
+        return Err("`causeway status --json` has no tunnel".into());
+    }
+    let mut detail = vec!["gw-a `causeway status`:".to_string()];
+    detail.extend(status.lines().map(|l| format!("  {l}")));
+    Ok(((), detail))
+}
+
+/// nftables counters on a gateway's WAN ingress: ESP-in-UDP packets vs plaintext
+/// LAN-addressed packets (which must never appear on the WAN).
+struct WireCounter<'a> {
+    ns: &'a Netns,
+}
+
+impl<'a> WireCounter<'a> {
+    fn install(ns: &'a Netns) -> Option<Self> {
+        cmd("sh", &["-c", "command -v nft"]).ok()?;
+        let rules = "table inet cwlab {\n  chain pre {\n    type filter hook prerouting priority -300;\n    iifname \"wan\" udp dport 4500 counter comment \"espudp\"\n    iifname \"wan\" meta l4proto esp counter comment \"esp\"\n    iifname \"wan\" ip saddr 10.0.0.0/8 counter comment \"plain\"\n  }\n}\n";
+        let path = std::env::temp_dir().join(format!("cwlab-{}-nft.conf", std::process::id()));
+        std::fs::write(&path, rules).ok()?;
+        let p = path.to_string_lossy().into_owned();
+        let ok = ns.exec("nft", &["-f", &p]).is_ok();
+        let _ = std::fs::remove_file(&path);
+        ok.then_some(WireCounter { ns })
+    }
+
+    /// (ESP-in-UDP packets, plaintext packets) seen so far.
+    fn read(&self) -> Result<(u64, u64), String> {
+        let text = self.ns.exec("nft", &["list", "table", "inet", "cwlab"])?;
+        let count = |tag: &str| {
+            text.lines()
+                .find(|l| l.contains(&format!("comment \"{tag}\"")))
+                .and_then(|l| {
+                    let mut w = l.split_whitespace();
+                    w.find(|x| *x == "packets")?;
+                    w.next()?.parse::<u64>().ok()
+                })
+                .ok_or_else(|| format!("no {tag} counter in: {text}"))
+        };
+        Ok((count("esp")? + count("espudp")?, count("plain")?))
+    }
+}
+
+impl Drop for WireCounter<'_> {
+    fn drop(&mut self) {
+        let _ = self.ns.exec("nft", &["delete", "table", "inet", "cwlab"]);
+    }
+}
+
+fn prove_terminate_initiate(
+    lab: &Lab,
+    exe: &Path,
+    da: &Daemon,
+    db: &Daemon,
+) -> Result<((), Vec<String>), String> {
+    let sock = da.socket.to_string_lossy().into_owned();
+    let cli = |args: &[&str]| -> Result<String, String> {
+        let mut v = vec!["--socket", sock.as_str()];
+        v.extend_from_slice(args);
+        let out = Command::new(exe)
+            .args(&v)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(text.trim().to_string())
+        } else {
+            Err(format!(
+                "`causeway {}` failed: {}",
+                args.join(" "),
+                text.trim()
+            ))
+        }
+    };
+    let proto = PROTO.to_string();
+    let bgp_routes = |ns: &Netns| -> usize {
+        ns.ip(&["route", "show", "proto", &proto])
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| ANNOUNCE_B.iter().any(|p| l.starts_with(p)))
+            .count()
+    };
+    let mut detail = vec![];
+    let t0 = Instant::now();
+    detail.push(format!(
+        "causeway terminate {TUNNEL}: {}",
+        cli(&["terminate", TUNNEL])?
+    ));
+    let down = wait_for(Duration::from_secs(10), || {
+        let a = da.status().ok()?;
+        let b = db.status().ok()?;
+        let gone = |s: &Snapshot| tunnel_of(s).is_some_and(|t| t.child_sas.is_empty());
+        (gone(&a) && gone(&b) && bgp_routes(&lab.gw_a) == 0).then_some(())
+    });
+    if down.is_none() {
+        return Err(format!(
+            "after terminate: SAs or BGP routes still present (gw-a BGP routes: {})",
+            bgp_routes(&lab.gw_a)
+        ));
+    }
+    detail.push(format!(
+        "SAs deleted on both sides and BGP routes withdrawn from gw-a's kernel in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    ));
+    if ping(&lab.host_a, HOST_B, 1).is_ok() {
+        return Err("host-a still reaches host-b with the tunnel terminated".into());
+    }
+    detail.push("host-a cannot reach host-b while terminated".into());
+    let t1 = Instant::now();
+    detail.push(format!(
+        "causeway initiate {TUNNEL}: {}",
+        cli(&["initiate", TUNNEL])?
+    ));
+    let up = wait_for(Duration::from_secs(40), || {
+        let a = da.status().ok()?;
+        let est = tunnel_of(&a).is_some_and(|t| t.state == "established")
+            && a.bgp.iter().all(|n| n.state == "Established");
+        (est && bgp_routes(&lab.gw_a) == ANNOUNCE_B.len()).then_some(())
+    });
+    if up.is_none() {
+        let a = da.status().ok();
+        let st = a
+            .as_ref()
+            .map(|s| {
+                format!(
+                    "tunnel {}, BGP {}",
+                    tunnel_of(s).map(|t| t.state.as_str()).unwrap_or("?"),
+                    s.bgp.first().map(|n| n.state.as_str()).unwrap_or("?")
+                )
+            })
+            .unwrap_or_default();
+        return Err(format!("not back within 40 s after initiate: {st}"));
+    }
+    let summary = ping(&lab.host_a, HOST_B, 3)?;
+    detail.push(format!(
+        "tunnel, BGP session and {} BGP routes back in {:.1}s; ping: {summary}",
+        ANNOUNCE_B.len(),
+        t1.elapsed().as_secs_f64()
+    ));
+    Ok(((), detail))
+}
+
+fn prove_metrics(ns: &Netns) -> Result<((), Vec<String>), String> {
+    // bash's /dev/tcp: no HTTP client needed inside the namespace.
+    let script = "exec 3<>/dev/tcp/127.0.0.1/9474 && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3";
+    let text = ns.exec("bash", &["-c", script])?;
+    if !text.starts_with("HTTP/1.1 200") {
+        return Err(format!("bad answer: {}", text.lines().next().unwrap_or("")));
+    }
+    let want = [
+        format!("causeway_tunnel_up{{tunnel=\"{TUNNEL}\"}} 1"),
+        format!("causeway_bgp_established{{neighbor=\"{BGP_B}\"}} 1"),
+    ];
+    for w in &want {
+        if !text.lines().any(|l| l == w) {
+            return Err(format!("metrics lack `{w}`"));
+        }
+    }
+    let detail: Vec<String> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("causeway_tunnel_tx_packets_total")
+                || l.starts_with("causeway_tunnel_rx_packets_total")
+                || l.starts_with("causeway_bgp_prefixes_accepted")
+                || want.iter().any(|w| w == l)
+        })
+        .map(|l| format!("127.0.0.1:9474 {l}"))
+        .collect();
+    Ok(((), detail))
+}

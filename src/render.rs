@@ -1,0 +1,276 @@
+//! Human-readable output of the control queries.
+
+use std::fmt::Write as _;
+
+use crate::api::{ChildSaStatus, Counters, NeighborStatus, RouteStatus, Snapshot, TunnelStatus};
+
+/// `1h02m`, `3m05s`, `12s`.
+pub fn age(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d{h:02}h")
+    } else if h > 0 {
+        format!("{h}h{m:02}m")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// `1.2 MiB`, `512 B`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+fn counters(c: &Counters) -> String {
+    format!(
+        "in {} ({} pkts), out {} ({} pkts)",
+        bytes(c.bytes_in),
+        c.packets_in,
+        bytes(c.bytes_out),
+        c.packets_out
+    )
+}
+
+fn child(out: &mut String, c: &ChildSaStatus) {
+    let rekey = c
+        .rekey_in_secs
+        .map(|r| format!(", rekey in {}", age(r)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "    child SA  {} in {} / out {}  {}  age {}{}",
+        c.algorithms,
+        c.spi_in,
+        c.spi_out,
+        c.encap,
+        age(c.age_secs),
+        rekey
+    );
+    let _ = writeln!(
+        out,
+        "              {} === {}",
+        c.local_ts.join(","),
+        c.remote_ts.join(",")
+    );
+    let _ = writeln!(out, "              {}", counters(&c.counters));
+}
+
+fn tunnel(out: &mut String, t: &TunnelStatus, with_sas: bool) {
+    let _ = writeln!(
+        out,
+        "tunnel {}  {}  {} -> {}  dev {}",
+        t.name, t.state, t.local_addr, t.remote_addr, t.interface
+    );
+    match &t.ike_sa {
+        Some(ike) => {
+            let rekey = ike
+                .rekey_in_secs
+                .map(|r| format!(", rekey in {}", age(r)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    IKE SA    {}  {}  {}  spi {}_i {}_r  age {}{}",
+                ike.state,
+                if ike.initiator {
+                    "initiator"
+                } else {
+                    "responder"
+                },
+                ike.algorithms,
+                ike.spi_i,
+                ike.spi_r,
+                age(ike.age_secs),
+                rekey
+            );
+        }
+        None => {
+            let _ = writeln!(out, "    IKE SA    none");
+        }
+    }
+    if with_sas || t.child_sas.len() <= 2 {
+        for c in &t.child_sas {
+            child(out, c);
+        }
+    } else {
+        let _ = writeln!(out, "    {} child SAs", t.child_sas.len());
+    }
+    let _ = writeln!(out, "    traffic   {}", counters(&t.counters));
+    let total: u64 = t.drops.values().sum();
+    if total > 0 {
+        let list: Vec<String> = t
+            .drops
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(out, "    drops     {total} ({})", list.join(", "));
+    } else {
+        let _ = writeln!(out, "    drops     0");
+    }
+    if let Some(e) = &t.last_error {
+        let _ = writeln!(out, "    last error: {e}");
+    }
+}
+
+fn neighbor(out: &mut String, n: &NeighborStatus) {
+    let up = n
+        .uptime_secs
+        .map(|u| format!(" for {}", age(u)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "neighbor {} AS{} via {}  {}{}  prefixes rcvd {} accepted {} advertised {}",
+        n.address,
+        n.remote_asn,
+        n.tunnel,
+        n.state,
+        up,
+        n.prefixes_received,
+        n.prefixes_accepted,
+        n.prefixes_advertised
+    );
+    if let Some(e) = &n.last_error {
+        let _ = writeln!(out, "    last error: {e}");
+    }
+}
+
+fn route(out: &mut String, r: &RouteStatus) {
+    let nh = r
+        .next_hop
+        .as_deref()
+        .map(|n| format!(" via {n}"))
+        .unwrap_or_default();
+    let path = if r.as_path.is_empty() {
+        String::new()
+    } else {
+        let p: Vec<String> = r.as_path.iter().map(|a| a.to_string()).collect();
+        format!("  as-path {}", p.join(" "))
+    };
+    let _ = writeln!(
+        out,
+        "{:<20} {:<6} dev {}{}{}  {}",
+        r.prefix,
+        r.source,
+        r.interface,
+        nh,
+        path,
+        if r.installed {
+            "installed"
+        } else {
+            "not installed"
+        }
+    );
+}
+
+/// `causeway status`.
+pub fn status(s: &Snapshot) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "causeway {} (pid {}), up {}",
+        s.version,
+        s.pid,
+        age(s.uptime_secs)
+    );
+    if s.tunnels.is_empty() {
+        let _ = writeln!(out, "no tunnels");
+    }
+    for t in &s.tunnels {
+        tunnel(&mut out, t, false);
+    }
+    for n in &s.bgp {
+        neighbor(&mut out, n);
+    }
+    let installed = s.routes.iter().filter(|r| r.installed).count();
+    let _ = writeln!(
+        out,
+        "routes: {} known, {} installed",
+        s.routes.len(),
+        installed
+    );
+    out
+}
+
+/// `causeway sa`.
+pub fn sa(s: &Snapshot) -> String {
+    let mut out = String::new();
+    if s.tunnels.is_empty() {
+        let _ = writeln!(out, "no tunnels");
+    }
+    for t in &s.tunnels {
+        tunnel(&mut out, t, true);
+    }
+    out
+}
+
+/// `causeway bgp`.
+pub fn bgp(s: &Snapshot) -> String {
+    let mut out = String::new();
+    if s.bgp.is_empty() {
+        let _ = writeln!(out, "no BGP neighbors");
+    }
+    for n in &s.bgp {
+        neighbor(&mut out, n);
+    }
+    out
+}
+
+/// `causeway routes`.
+pub fn routes(s: &Snapshot) -> String {
+    let mut out = String::new();
+    if s.routes.is_empty() {
+        let _ = writeln!(out, "no routes");
+    }
+    for r in &s.routes {
+        route(&mut out, r);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_and_sizes() {
+        assert_eq!(age(5), "5s");
+        assert_eq!(age(65), "1m05s");
+        assert_eq!(age(3720), "1h02m");
+        assert_eq!(age(90_000), "1d01h");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+
+    #[test]
+    fn status_shows_drops_and_errors() {
+        let mut t = TunnelStatus {
+            name: "azure".into(),
+            state: "established".into(),
+            ..Default::default()
+        };
+        t.drops.insert("replay".into(), 3);
+        t.drops.insert("auth".into(), 1);
+        t.last_error = Some("AUTHENTICATION_FAILED".into());
+        let s = Snapshot {
+            tunnels: vec![t],
+            ..Default::default()
+        };
+        let text = status(&s);
+        assert!(text.contains("tunnel azure  established"), "{text}");
+        assert!(text.contains("drops     4 (auth 1, replay 3)"), "{text}");
+        assert!(text.contains("last error: AUTHENTICATION_FAILED"), "{text}");
+    }
+}

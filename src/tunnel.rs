@@ -1,0 +1,678 @@
+//! One tunnel at run time: its dataplane handle, its IKE task and its observable state.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dataplane::{Dataplane, DropReason, InboundSa, OutboundSa};
+use ipnet::IpNet;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api::{ChildSaStatus, Counters, IkeSaStatus, TunnelStatus};
+use crate::daemon::{lock, Shared};
+
+/// An IKE message received for a tunnel (non-ESP marker already stripped).
+#[derive(Debug)]
+pub struct IkeIn {
+    /// Our address it arrived on.
+    pub local: SocketAddr,
+    /// The sender.
+    pub peer: SocketAddr,
+    /// The IKE message.
+    pub msg: Vec<u8>,
+}
+
+/// Something for a tunnel's task to do.
+pub enum TunnelCmd {
+    /// An IKE message from the peer.
+    Datagram(IkeIn),
+    /// Bring the tunnel up.
+    Initiate,
+    /// Tear it down.
+    Terminate,
+    /// Rekey the Child SA, or the IKE SA.
+    Rekey {
+        /// IKE SA instead of Child SA.
+        ike: bool,
+    },
+    /// An operator action with its answer channel.
+    Action(Box<TunnelCmd>, oneshot::Sender<Result<String, String>>),
+    /// Daemon shutdown: send Deletes and stop.
+    Shutdown,
+}
+
+/// An installed Child SA (both directions).
+pub struct InstalledChild {
+    /// Inbound ESP SA (our SPI).
+    pub inbound: Arc<esp::Sa>,
+    /// Outbound ESP SA (peer's SPI).
+    pub outbound: Arc<esp::Sa>,
+    /// `aes256gcm16` etc.
+    pub algorithms: String,
+    /// UDP encapsulated.
+    pub udp: bool,
+    /// Negotiated selectors.
+    pub local_ts: Vec<String>,
+    /// Negotiated selectors.
+    pub remote_ts: Vec<String>,
+    /// When installed.
+    pub installed: Instant,
+    /// When the daemon plans to rekey.
+    pub rekey_at: Option<Instant>,
+}
+
+/// The IKE SA as last reported.
+#[derive(Clone)]
+pub struct IkeInfo {
+    /// Initiator SPI.
+    pub spi_i: u64,
+    /// Responder SPI.
+    pub spi_r: u64,
+    /// Whether we initiated.
+    pub initiator: bool,
+    /// Algorithms.
+    pub algorithms: String,
+    /// When established.
+    pub established: Instant,
+    /// When the daemon plans to rekey.
+    pub rekey_at: Option<Instant>,
+}
+
+/// Mutable, observable state of a tunnel.
+#[derive(Default)]
+pub struct TunnelInfo {
+    /// `down`, `connecting`, `established`, `unavailable`.
+    pub state: String,
+    /// The IKE SA.
+    pub ike: Option<IkeInfo>,
+    /// Child SAs, newest last.
+    pub children: Vec<InstalledChild>,
+    /// Last error.
+    pub last_error: Option<String>,
+}
+
+/// A tunnel at run time.
+pub struct TunnelRt {
+    /// Its config.
+    pub cfg: config::Tunnel,
+    /// The PSK (zeroized on drop, never printed).
+    pub psk: config::Psk,
+    /// Dataplane handle (TUN device, TX worker, outbound slot, counters).
+    pub dp: dataplane::Tunnel,
+    /// Observable state.
+    pub info: Mutex<TunnelInfo>,
+    /// Commands for the tunnel's task.
+    pub cmd: mpsc::Sender<TunnelCmd>,
+}
+
+fn hex32(v: u32) -> String {
+    format!("{v:08x}")
+}
+
+fn hex64(v: u64) -> String {
+    format!("{v:016x}")
+}
+
+fn ts_strings(ts: &[IpNet]) -> Vec<String> {
+    ts.iter().map(|n| n.to_string()).collect()
+}
+
+impl TunnelRt {
+    /// A tunnel in state `down`.
+    pub fn new(
+        cfg: config::Tunnel,
+        psk: config::Psk,
+        dp: dataplane::Tunnel,
+        cmd: mpsc::Sender<TunnelCmd>,
+    ) -> Self {
+        TunnelRt {
+            cfg,
+            psk,
+            dp,
+            info: Mutex::new(TunnelInfo {
+                state: "down".into(),
+                ..TunnelInfo::default()
+            }),
+            cmd,
+        }
+    }
+
+    /// Record an error (shown by `causeway status`).
+    pub fn set_error(&self, e: String) {
+        lock(&self.info).last_error = Some(e);
+    }
+
+    /// The last error.
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.info).last_error.clone()
+    }
+
+    /// Whether a Child SA is installed.
+    pub fn is_established(&self) -> bool {
+        lock(&self.info).state == "established"
+    }
+
+    /// Status for the control socket.
+    pub fn status(&self) -> TunnelStatus {
+        let info = lock(&self.info);
+        let now = Instant::now();
+        let c = self.dp.counters();
+        let mut drops = BTreeMap::new();
+        for r in DropReason::ALL {
+            drops.insert(r.name().to_string(), c.dropped(r));
+        }
+        let children = info
+            .children
+            .iter()
+            .map(|ch| {
+                let (i, o) = (ch.inbound.counters(), ch.outbound.counters());
+                ChildSaStatus {
+                    spi_in: hex32(ch.inbound.spi()),
+                    spi_out: hex32(ch.outbound.spi()),
+                    algorithms: ch.algorithms.clone(),
+                    encap: if ch.udp { "udp" } else { "esp" }.into(),
+                    local_ts: ch.local_ts.clone(),
+                    remote_ts: ch.remote_ts.clone(),
+                    age_secs: now.duration_since(ch.installed).as_secs(),
+                    rekey_in_secs: ch
+                        .rekey_at
+                        .map(|r| r.saturating_duration_since(now).as_secs()),
+                    counters: Counters {
+                        bytes_in: i.bytes,
+                        packets_in: i.packets,
+                        bytes_out: o.bytes,
+                        packets_out: o.packets,
+                    },
+                }
+            })
+            .collect();
+        TunnelStatus {
+            name: self.cfg.name.clone(),
+            interface: self.cfg.interface.clone(),
+            local_addr: self
+                .cfg
+                .local_addrs
+                .first()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            remote_addr: self
+                .cfg
+                .remote_addrs
+                .first()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            state: info.state.clone(),
+            ike_sa: info.ike.as_ref().map(|ike| IkeSaStatus {
+                state: "established".into(),
+                initiator: ike.initiator,
+                spi_i: hex64(ike.spi_i),
+                spi_r: hex64(ike.spi_r),
+                algorithms: ike.algorithms.clone(),
+                age_secs: now.duration_since(ike.established).as_secs(),
+                rekey_in_secs: ike
+                    .rekey_at
+                    .map(|r| r.saturating_duration_since(now).as_secs()),
+            }),
+            child_sas: children,
+            counters: Counters {
+                bytes_in: c.bytes_in,
+                bytes_out: c.bytes_out,
+                packets_in: c.packets_in,
+                packets_out: c.packets_out,
+            },
+            drops,
+            last_error: info.last_error.clone(),
+        }
+    }
+
+    /// Install a Child SA: the new inbound SA first, then switch the outbound slot
+    /// (make-before-break). The previous Child SAs stay installed inbound until deleted.
+    #[allow(clippy::too_many_arguments)]
+    pub fn install_child(
+        &self,
+        dp: &Dataplane,
+        inbound: esp::Sa,
+        outbound: esp::Sa,
+        local_ts: Vec<IpNet>,
+        remote_ts: Vec<IpNet>,
+        peer: SocketAddr,
+        udp: bool,
+        algorithms: String,
+        rekey_at: Option<Instant>,
+    ) -> std::io::Result<()> {
+        let inbound = Arc::new(inbound);
+        let outbound = Arc::new(outbound);
+        dp.install_inbound(
+            &self.dp,
+            InboundSa {
+                esp: inbound.clone(),
+                local_ts: local_ts.clone(),
+                remote_ts: remote_ts.clone(),
+            },
+        );
+        let res = self.dp.set_outbound(Some(OutboundSa {
+            esp: outbound.clone(),
+            peer,
+            encap: if udp {
+                dataplane::Encap::Udp
+            } else {
+                dataplane::Encap::Esp
+            },
+        }));
+        if let Err(e) = res {
+            dp.remove_inbound(inbound.spi());
+            return Err(e);
+        }
+        tracing::info!(
+            tunnel = %self.cfg.name,
+            spi_in = %hex32(inbound.spi()),
+            spi_out = %hex32(outbound.spi()),
+            %algorithms,
+            encap = if udp { "udp" } else { "esp" },
+            "Child SA installed"
+        );
+        let mut info = lock(&self.info);
+        info.children.push(InstalledChild {
+            inbound,
+            outbound,
+            algorithms,
+            udp,
+            local_ts: ts_strings(&local_ts),
+            remote_ts: ts_strings(&remote_ts),
+            installed: Instant::now(),
+            rekey_at,
+        });
+        info.state = "established".into();
+        Ok(())
+    }
+
+    /// Remove the Child SA whose inbound SPI is `local_spi`; clears the outbound slot if
+    /// it was the current one (switching to the newest remaining SA).
+    pub fn remove_child(&self, dp: &Dataplane, local_spi: u32) {
+        dp.remove_inbound(local_spi);
+        let mut info = lock(&self.info);
+        let Some(pos) = info
+            .children
+            .iter()
+            .position(|c| c.inbound.spi() == local_spi)
+        else {
+            return;
+        };
+        let removed = info.children.remove(pos);
+        tracing::info!(tunnel = %self.cfg.name, spi_in = %hex32(local_spi), spi_out = %hex32(removed.outbound.spi()), "Child SA removed");
+        if self.dp.outbound_spi() == Some(removed.outbound.spi()) {
+            let next = info.children.last().map(|c| OutboundSa {
+                esp: c.outbound.clone(),
+                peer: SocketAddr::new(
+                    self.cfg
+                        .remote_addrs
+                        .first()
+                        .copied()
+                        .unwrap_or(std::net::IpAddr::from([0u8; 4])),
+                    4500,
+                ),
+                encap: if c.udp {
+                    dataplane::Encap::Udp
+                } else {
+                    dataplane::Encap::Esp
+                },
+            });
+            let _ = self.dp.set_outbound(next);
+        }
+        if info.children.is_empty() && info.state == "established" {
+            info.state = if info.ike.is_some() {
+                "connecting".into()
+            } else {
+                "down".into()
+            };
+        }
+    }
+
+    /// Remove every Child SA (shutdown, IKE SA gone).
+    pub fn remove_all_sas(&self, dp: &Dataplane) {
+        let _ = self.dp.set_outbound(None);
+        let mut info = lock(&self.info);
+        for c in info.children.drain(..) {
+            dp.remove_inbound(c.inbound.spi());
+        }
+        info.ike = None;
+        if info.state != "unavailable" {
+            info.state = "down".into();
+        }
+    }
+}
+
+fn ike_identity(id: &config::Identity) -> ikev2::Identity {
+    match id {
+        config::Identity::Addr(a) => ikev2::Identity::Addr(*a),
+        config::Identity::Fqdn(f) => ikev2::Identity::Fqdn(f.clone()),
+        config::Identity::KeyId(k) => ikev2::Identity::KeyId(k.clone()),
+    }
+}
+
+fn selectors(nets: &[IpNet]) -> Vec<ikev2::TrafficSelector> {
+    nets.iter()
+        .filter_map(|n| ikev2::TrafficSelector::from_cidr(n.addr(), n.prefix_len()))
+        .collect()
+}
+
+fn nets(ts: &[ikev2::TrafficSelector]) -> Vec<IpNet> {
+    ts.iter()
+        .flat_map(|t| t.to_cidrs())
+        .filter_map(|(a, l)| IpNet::new(a, l).ok())
+        .collect()
+}
+
+/// The IKE engine's configuration for a tunnel.
+pub fn ike_config(t: &config::Tunnel, psk: &config::Psk) -> ikev2::Config {
+    let any = std::net::IpAddr::from([0u8; 4]);
+    let local = SocketAddr::new(t.local_addrs.first().copied().unwrap_or(any), t.local_port);
+    let remote = SocketAddr::new(
+        t.remote_addrs.first().copied().unwrap_or(any),
+        t.remote_port,
+    );
+    let mut c = ikev2::Config::new(local, remote, ikev2::Psk::new(psk.expose_secret().to_vec()));
+    c.local_id = ike_identity(&t.local_id);
+    c.remote_id = Some(ike_identity(&t.remote_id));
+    c.ike_proposals = t.ike_proposals.clone();
+    c.esp_proposals = t.esp_proposals.clone();
+    c.local_ts = selectors(&t.local_ts);
+    c.remote_ts = selectors(&t.remote_ts);
+    c.ike_lifetime = t.ike_lifetime;
+    c.child_lifetime = t.child_lifetime;
+    c.encap = match t.encap {
+        config::Encap::Udp => ikev2::Encap::Force,
+        config::Encap::Auto | config::Encap::Esp => ikev2::Encap::Auto,
+    };
+    c
+}
+
+/// Why the tunnel is being brought down (decides whether to come back up).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Intent {
+    /// Keep it up (start_action = start, or after `initiate`).
+    Up,
+    /// Answer the peer only.
+    Passive,
+    /// Operator said terminate: stay down until `initiate` or the peer comes.
+    Down,
+}
+
+/// Delay before re-initiating after a failure or the loss of the IKE SA.
+const RETRY: Duration = Duration::from_secs(5);
+
+struct Driver {
+    t: Arc<TunnelRt>,
+    shared: Arc<Shared>,
+    ep: ikev2::Endpoint,
+    intent: Intent,
+    retry_at: Option<Instant>,
+    dpd_at: Option<Instant>,
+    reauth_at: Option<Instant>,
+}
+
+impl Driver {
+    /// Send everything queued and act on every event.
+    async fn flush(&mut self) {
+        while let Some(tx) = self.ep.poll_transmit() {
+            self.shared.send_ike(tx.src, tx.dst, &tx.payload).await;
+        }
+        while let Some(ev) = self.ep.poll_event() {
+            self.event(ev);
+        }
+        // Events may have queued more (e.g. a Delete answer).
+        while let Some(tx) = self.ep.poll_transmit() {
+            self.shared.send_ike(tx.src, tx.dst, &tx.payload).await;
+        }
+        let mut info = lock(&self.t.info);
+        if info.children.is_empty() && info.state != "unavailable" {
+            let half_open = self.ep.ike_sas().iter().any(|s| !s.established);
+            info.state = if half_open || info.ike.is_some() {
+                "connecting".into()
+            } else {
+                "down".into()
+            };
+        }
+    }
+
+    fn event(&mut self, ev: ikev2::Event) {
+        let now = Instant::now();
+        let name = self.t.cfg.name.clone();
+        match ev {
+            ikev2::Event::IkeSaEstablished {
+                spi_i,
+                spi_r,
+                initiator,
+                suite,
+                peer_id,
+                nat,
+                remote_addr,
+            } => {
+                let algorithms = suite.to_proposal().to_string();
+                tracing::info!(tunnel = %name, spi_i = %hex64(spi_i), spi_r = %hex64(spi_r), initiator, %algorithms, %peer_id, nat, %remote_addr, "IKE SA established");
+                // Reauthenticate (make a fresh IKE SA) before the lifetimes run out; the
+                // initiating side does it, as strongSwan's reauth does.
+                let life = self
+                    .t
+                    .cfg
+                    .ike_rekey_earliest()
+                    .min(self.t.cfg.child_rekey_earliest());
+                let rekey_at = (initiator && self.intent == Intent::Up).then(|| now + life);
+                self.reauth_at = rekey_at;
+                if !self.t.cfg.dpd_delay.is_zero() {
+                    self.dpd_at = Some(now + self.t.cfg.dpd_delay);
+                }
+                let mut info = lock(&self.t.info);
+                info.ike = Some(IkeInfo {
+                    spi_i,
+                    spi_r,
+                    initiator,
+                    algorithms,
+                    established: now,
+                    rekey_at,
+                });
+                info.last_error = None;
+            }
+            ikev2::Event::ChildSaEstablished(child) => {
+                if let Err(e) = self.install(&child) {
+                    tracing::error!(tunnel = %name, error = %e, "installing the Child SA failed");
+                    self.t
+                        .set_error(format!("installing the Child SA failed: {e}"));
+                    let _ = self.ep.delete_child(now, child.local_spi);
+                }
+            }
+            ikev2::Event::ChildSaDeleted { local_spi, .. } => {
+                self.t.remove_child(&self.shared.dp, local_spi);
+            }
+            ikev2::Event::IkeSaDeleted { spi_i, spi_r } => {
+                tracing::info!(tunnel = %name, spi_i = %hex64(spi_i), spi_r = %hex64(spi_r), "IKE SA deleted");
+                let mut info = lock(&self.t.info);
+                if info
+                    .ike
+                    .as_ref()
+                    .is_some_and(|i| i.spi_i == spi_i && i.spi_r == spi_r)
+                {
+                    info.ike = None;
+                    drop(info);
+                    self.dpd_at = None;
+                    self.reauth_at = None;
+                    if self.intent == Intent::Up && !self.ep.is_established() {
+                        self.retry_at = Some(now + RETRY);
+                    }
+                }
+            }
+            ikev2::Event::Failed(reason) => {
+                tracing::warn!(tunnel = %name, "{reason}");
+                self.t.set_error(reason.to_string());
+                if self.intent == Intent::Up && !self.ep.is_established() {
+                    self.retry_at = Some(now + RETRY);
+                }
+            }
+        }
+    }
+
+    fn install(&self, c: &ikev2::ChildSa) -> Result<(), String> {
+        use esp::{Direction, SaParams};
+        let mut pin = SaParams::new(c.local_spi, Direction::Inbound, c.suite);
+        pin.esn = c.esn;
+        let mut pout = SaParams::new(c.remote_spi, Direction::Outbound, c.suite);
+        pout.esn = c.esn;
+        let inbound = esp::Sa::from_keymat(pin, c.keys_in.keymat())
+            .map_err(|e| format!("inbound SA: {e}"))?;
+        let outbound = esp::Sa::from_keymat(pout, c.keys_out.keymat())
+            .map_err(|e| format!("outbound SA: {e}"))?;
+        let rekey_at = lock(&self.t.info).ike.as_ref().and_then(|i| i.rekey_at);
+        self.t
+            .install_child(
+                &self.shared.dp,
+                inbound,
+                outbound,
+                nets(&c.local_ts),
+                nets(&c.remote_ts),
+                c.remote_addr,
+                c.udp_encap,
+                c.child_suite.to_proposal().to_string(),
+                rekey_at,
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    fn initiate(&mut self, now: Instant) {
+        tracing::info!(tunnel = %self.t.cfg.name, peer = %self.ep.config().remote_addr, "initiating");
+        lock(&self.t.info).state = "connecting".into();
+        self.retry_at = None;
+        self.ep.initiate(now);
+    }
+
+    /// An operator action; returns the answer.
+    fn action(&mut self, cmd: TunnelCmd) -> Result<String, String> {
+        let now = Instant::now();
+        let name = self.t.cfg.name.clone();
+        match cmd {
+            TunnelCmd::Initiate => {
+                self.intent = Intent::Up;
+                if self.ep.is_established() {
+                    return Ok(format!("tunnel {name} is already established"));
+                }
+                self.initiate(now);
+                Ok(format!("tunnel {name}: initiating (see `causeway status`)"))
+            }
+            TunnelCmd::Terminate => {
+                self.intent = Intent::Down;
+                self.retry_at = None;
+                self.reauth_at = None;
+                self.ep.terminate(now);
+                Ok(format!("tunnel {name}: deleting the IKE SA and its Child SAs"))
+            }
+            TunnelCmd::Rekey { ike: true } => {
+                // The IKE engine has no in-place rekey yet: reauthenticate instead
+                // (delete, then establish a fresh IKE SA and Child SA).
+                self.ep.terminate(now);
+                self.intent = Intent::Up;
+                self.retry_at = Some(now + Duration::from_millis(500));
+                Ok(format!(
+                    "tunnel {name}: reauthenticating (IKE SA deleted and re-established; traffic pauses briefly)"
+                ))
+            }
+            TunnelCmd::Rekey { ike: false } => Err(format!(
+                "tunnel {name}: Child SA rekeying (CREATE_CHILD_SA) is not implemented yet; use `causeway rekey {name} --ike` to reauthenticate"
+            )),
+            _ => Err("unsupported".into()),
+        }
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The tunnel's task: drives the IKE state machine.
+pub async fn run(t: Arc<TunnelRt>, shared: Arc<Shared>, mut rx: mpsc::Receiver<TunnelCmd>) {
+    let ep = ikev2::Endpoint::new(
+        ike_config(&t.cfg, &t.psk),
+        Box::new(ikev2::crypto::SystemRng),
+    );
+    let intent = match t.cfg.start_action {
+        config::StartAction::Start => Intent::Up,
+        // `trap` (initiate on the first packet) is not wired to the dataplane yet:
+        // behave like `none` and let the peer (or `causeway initiate`) bring it up.
+        config::StartAction::Trap | config::StartAction::None => Intent::Passive,
+    };
+    let mut d = Driver {
+        t,
+        shared,
+        ep,
+        intent,
+        retry_at: None,
+        dpd_at: None,
+        reauth_at: None,
+    };
+    if d.intent == Intent::Up {
+        d.initiate(Instant::now());
+        d.flush().await;
+    }
+    loop {
+        let timer = d.ep.poll_timeout();
+        tokio::select! {
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { break };
+                match cmd {
+                    TunnelCmd::Datagram(m) => {
+                        d.ep.handle_datagram(Instant::now(), m.peer, m.local, &m.msg);
+                    }
+                    TunnelCmd::Action(cmd, answer) => {
+                        let r = d.action(*cmd);
+                        let _ = answer.send(r);
+                    }
+                    TunnelCmd::Shutdown => break,
+                    other => { let _ = d.action(other); }
+                }
+            }
+            _ = sleep_opt(timer) => d.ep.handle_timeout(Instant::now()),
+            _ = sleep_opt(d.retry_at) => {
+                d.retry_at = None;
+                if d.intent == Intent::Up && !d.ep.is_established() {
+                    d.initiate(Instant::now());
+                }
+            }
+            _ = sleep_opt(d.dpd_at) => {
+                d.dpd_at = None;
+                if d.ep.is_established() {
+                    d.ep.check_liveness(Instant::now());
+                    d.dpd_at = Some(Instant::now() + d.t.cfg.dpd_delay);
+                }
+            }
+            _ = sleep_opt(d.reauth_at) => {
+                d.reauth_at = None;
+                tracing::info!(tunnel = %d.t.cfg.name, "lifetime ending: reauthenticating");
+                d.ep.terminate(Instant::now());
+                d.retry_at = Some(Instant::now() + Duration::from_millis(500));
+            }
+        }
+        d.flush().await;
+    }
+    // Shutdown: send Deletes, give the peer a moment to answer.
+    d.intent = Intent::Down;
+    if !d.ep.ike_sas().is_empty() {
+        d.ep.terminate(Instant::now());
+        d.flush().await;
+        let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+        while !d.ep.ike_sas().is_empty() {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(TunnelCmd::Datagram(m)) => d.ep.handle_datagram(Instant::now(), m.peer, m.local, &m.msg),
+                    Some(TunnelCmd::Action(_, answer)) => { let _ = answer.send(Err("shutting down".into())); }
+                    Some(_) => {}
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(until) => break,
+            }
+            d.flush().await;
+        }
+    }
+    d.t.remove_all_sas(&d.shared.dp);
+}
