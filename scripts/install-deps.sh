@@ -7,7 +7,8 @@
 set -eu
 
 PKGS="iproute2 iputils-ping nftables iperf3 procps tcpdump \
-charon-systemd strongswan-swanctl libcharon-extra-plugins bird2"
+charon-systemd strongswan-swanctl libcharon-extra-plugins \
+libstrongswan-standard-plugins libstrongswan-extra-plugins bird2"
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: must run as root" >&2

@@ -2,7 +2,29 @@
 //!
 //! These types are the stable `--json` output of `causeway status|sa|bgp|routes`. Fields are
 //! only ever added, never renamed or removed. Times are seconds; counters are totals since the
-//! daemon (or the SA) started.
+//! daemon (or the SA) started; SPIs are lowercase hex (8 digits for ESP, 16 for IKE).
+//!
+//! * `causeway status --json`: a [`Snapshot`] object (`version`, `pid`, `uptime_secs`,
+//!   `tunnels`, `bgp`, `routes`).
+//! * `causeway sa --json`: the `tunnels` array ([`TunnelStatus`]: `name`, `interface`,
+//!   `local_addr`, `remote_addr`, `state` = `down`|`connecting`|`established`,
+//!   `ike_sa` ([`IkeSaStatus`] or null), `child_sas` ([`ChildSaStatus`]), `counters`
+//!   ([`Counters`]: `bytes_in`, `bytes_out`, `packets_in`, `packets_out`), `drops`
+//!   (reason → count: `no_outbound_sa`, `unknown_spi`, `auth_failed`, `replay`, `policy`,
+//!   `malformed`, `too_big`, `seal_failed`, `io_error`), `last_error`).
+//! * `causeway bgp --json`: the `bgp` array ([`NeighborStatus`]: `address`, `remote_asn`,
+//!   `tunnel`, `state` = `Idle`|`Connect`|`Active`|`OpenSent`|`OpenConfirm`|`Established`,
+//!   `uptime_secs`, `prefixes_received`, `prefixes_accepted`, `prefixes_advertised`,
+//!   `last_error`).
+//! * `causeway routes --json`: the `routes` array ([`RouteStatus`]: `prefix`, `source` =
+//!   `static` (a remote traffic selector) | `bgp` | `underlay` (host route pinning the peer
+//!   for forced tunneling), `tunnel`, `interface`, `next_hop`, `as_path`, `installed`).
+//!
+//! The wire protocol of the control socket is one JSON object per line each way:
+//! `{"cmd":"status"}` (also `sa`, `bgp`, `routes`), `{"cmd":"initiate","tunnel":"azure"}`,
+//! `{"cmd":"terminate","tunnel":"azure"}`, `{"cmd":"rekey","tunnel":"azure","ike":false}`;
+//! the answer is `{"ok":true,"status":{...}}`, `{"ok":true,"message":"..."}` or
+//! `{"ok":false,"error":"..."}`.
 
 use std::collections::BTreeMap;
 

@@ -81,6 +81,11 @@ enum BgpIn {
         generation: u64,
     },
     Stop,
+    /// New neighbor settings from a reload (same session parameters, new policy).
+    SetNeighbor {
+        id: NeighborId,
+        cfg: Box<config::Neighbor>,
+    },
 }
 
 /// Handle of the running BGP task.
@@ -120,6 +125,19 @@ fn policy(n: &config::Neighbor) -> bgp::Policy {
             },
         }),
         ..bgp::Policy::default()
+    }
+}
+
+impl BgpTask {
+    /// Apply a neighbor's new announce/import/export/prepend/max_prefixes (reload).
+    pub fn set_neighbor(&self, index: usize, cfg: config::Neighbor) {
+        let Ok(id) = NeighborId::try_from(index) else {
+            return;
+        };
+        let _ = self.tx.try_send(BgpIn::SetNeighbor {
+            id,
+            cfg: Box::new(cfg),
+        });
     }
 }
 
@@ -307,6 +325,15 @@ impl Task {
         })
     }
 
+    fn tunnel_traps(&self, id: NeighborId) -> bool {
+        self.nbs.get(&id).is_some_and(|n| {
+            self.shared
+                .tunnels
+                .get(n.tunnel)
+                .is_some_and(|t| t.cfg.start_action == config::StartAction::Trap)
+        })
+    }
+
     fn spawn_connect(&mut self, id: NeighborId) {
         let Some(nb) = self.nbs.get(&id) else { return };
         let (peer, local, ttl) = (
@@ -446,6 +473,13 @@ impl Task {
                 }
             }
             BgpIn::Stop => return false,
+            BgpIn::SetNeighbor { id, cfg } => {
+                tracing::info!(neighbor = %cfg.address, "BGP policy updated");
+                self.speaker.set_policy(id, policy(&cfg));
+                if let Some(n) = self.nbs.get_mut(&id) {
+                    n.cfg = *cfg;
+                }
+            }
         }
         true
     }
@@ -467,7 +501,8 @@ impl Task {
             }
             while let Some(id) = self.speaker.poll_connect() {
                 progress = true;
-                if self.tunnel_established(id) {
+                // With start_action = trap the SYN itself brings the tunnel up.
+                if self.tunnel_established(id) || self.tunnel_traps(id) {
                     self.spawn_connect(id);
                 } else if let Some(n) = self.nbs.get_mut(&id) {
                     n.pending_connect = true;

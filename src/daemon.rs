@@ -353,6 +353,35 @@ async fn daemon_main(
         });
     }
 
+    // systemd STATUS= line: tunnels and BGP sessions up, refreshed every 5 s.
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        let s = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let mut last = String::new();
+            loop {
+                tick.tick().await;
+                let snap = s.snapshot();
+                let up = snap
+                    .tunnels
+                    .iter()
+                    .filter(|t| t.state == "established")
+                    .count();
+                let est = snap.bgp.iter().filter(|n| n.state == "Established").count();
+                let line = format!(
+                    "STATUS={up}/{} tunnels up, {est}/{} BGP sessions Established, {} routes",
+                    snap.tunnels.len(),
+                    snap.bgp.len(),
+                    snap.routes.iter().filter(|r| r.installed).count()
+                );
+                if line != last {
+                    notify(&line);
+                    last = line;
+                }
+            }
+        });
+    }
+
     // Watchdog.
     if let Some(interval) = crate::notify::watchdog_interval() {
         tokio::spawn(async move {
@@ -372,7 +401,11 @@ async fn daemon_main(
     notify(&format!("READY=1\nSTATUS={status}"));
     tracing::info!("{status}: ready");
 
-    wait_for_stop(&config_path).await;
+    let mut running = cfg;
+    wait_for_stop(&config_path, |new| {
+        reload(&mut running, new, bgp_task.as_ref())
+    })
+    .await;
 
     // Shutdown: delete SAs (Deletes to the peers), stop BGP, remove routes and TUNs.
     notify("STOPPING=1\nSTATUS=shutting down");
@@ -405,7 +438,60 @@ async fn daemon_main(
 }
 
 /// Wait for SIGTERM or SIGINT. SIGHUP re-validates the config file and logs the result.
-async fn wait_for_stop(config_path: &Path) {
+/// SIGHUP: apply what can change at run time (BGP announcements and filters), and say
+/// which changes need a restart.
+fn reload(running: &mut config::Config, new: config::Config, bgp: Option<&crate::bgpd::BgpTask>) {
+    let mut restart = Vec::new();
+    if running.daemon != new.daemon {
+        restart.push("[daemon]");
+    }
+    if running.tunnels != new.tunnels {
+        restart.push("[[tunnel]]");
+    }
+    let mut applied = 0;
+    match (&running.bgp, &new.bgp) {
+        (None, None) => {}
+        (Some(a), Some(b))
+            if a.asn == b.asn
+                && a.router_id == b.router_id
+                && a.table == b.table
+                && a.proto == b.proto
+                && a.neighbors.len() == b.neighbors.len()
+                && a.neighbors.iter().zip(&b.neighbors).all(|(x, y)| {
+                    x.address == y.address
+                        && x.remote_asn == y.remote_asn
+                        && x.tunnel == y.tunnel
+                        && x.local_address == y.local_address
+                        && x.multihop == y.multihop
+                        && x.hold_time == y.hold_time
+                        && x.keepalive == y.keepalive
+                }) =>
+        {
+            for (i, (x, y)) in a.neighbors.iter().zip(&b.neighbors).enumerate() {
+                if x != y {
+                    if let Some(task) = bgp {
+                        task.set_neighbor(i, y.clone());
+                        applied += 1;
+                    }
+                }
+            }
+            running.bgp = new.bgp.clone();
+        }
+        _ => restart.push("[bgp] sessions"),
+    }
+    tracing::info!(
+        neighbors_updated = applied,
+        "SIGHUP: configuration reloaded (BGP announce/import/export/prepend/max_prefixes apply at once)"
+    );
+    if !restart.is_empty() {
+        tracing::warn!(
+            "SIGHUP: changes to {} need a restart (systemctl restart causeway) and were not applied",
+            restart.join(", ")
+        );
+    }
+}
+
+async fn wait_for_stop(config_path: &Path, mut on_reload: impl FnMut(config::Config)) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -423,10 +509,7 @@ async fn wait_for_stop(config_path: &Path) {
             _ = hup.recv() => {
                 notify("RELOADING=1");
                 match config::Config::from_path(config_path) {
-                    Ok(_) => tracing::warn!(
-                        "SIGHUP: {} is valid, but live reload is not implemented: restart the service to apply it",
-                        config_path.display()
-                    ),
+                    Ok(new) => on_reload(new),
                     Err(e) => tracing::error!("SIGHUP: config has errors, keeping the running one:\n{e}"),
                 }
                 notify("READY=1");

@@ -101,6 +101,14 @@ enum Command {
         /// `esp` (raw IP protocol 50, what Azure uses without NAT)
         #[arg(long, default_value = "udp", value_parser = ["udp", "esp"])]
         encap: String,
+        /// What plays site B (the Azure side): a second `causeway`, or `strongswan`
+        /// (charon with kernel-libipsec + BIRD 2, when installed)
+        #[arg(long, default_value = "causeway", value_parser = ["causeway", "strongswan"])]
+        peer: String,
+        /// Site A sends everything (remote_ts 0.0.0.0/0) into the tunnel, with the
+        /// underlay route to the peer pinned
+        #[arg(long)]
+        forced_tunneling: bool,
     },
 }
 
@@ -110,7 +118,21 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => daemon::run(&config, socket),
         Command::Check { config } => check::check(&config),
-        Command::Lab { keep_logs, encap } => lab::run(keep_logs, &encap),
+        Command::Lab {
+            keep_logs,
+            encap,
+            peer,
+            forced_tunneling,
+        } => lab::run(
+            keep_logs,
+            &encap,
+            if peer == "strongswan" {
+                lab::PeerKind::StrongSwan
+            } else {
+                lab::PeerKind::Causeway
+            },
+            forced_tunneling,
+        ),
         Command::Status { json } => query(socket, Request::Status, json, render::status),
         Command::Sa { json } => query(socket, Request::Sa, json, render::sa),
         Command::Bgp { json } => query(socket, Request::Bgp, json, render::bgp),

@@ -74,6 +74,20 @@ fn tunnel(out: &mut String, t: &TunnelStatus, with_sas: bool) {
         t.name, t.state, t.local_addr, t.remote_addr, t.interface
     );
     match &t.ike_sa {
+        Some(ike) if ike.state != "established" => {
+            let _ = writeln!(
+                out,
+                "    IKE SA    {}  {}  spi {}_i {}_r",
+                ike.state,
+                if ike.initiator {
+                    "initiator"
+                } else {
+                    "responder"
+                },
+                ike.spi_i,
+                ike.spi_r
+            );
+        }
         Some(ike) => {
             let rekey = ike
                 .rekey_in_secs

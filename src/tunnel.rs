@@ -90,6 +90,8 @@ pub struct TunnelInfo {
     pub children: Vec<InstalledChild>,
     /// Last error.
     pub last_error: Option<String>,
+    /// A half-open IKE SA being set up: (initiator SPI, responder SPI, we initiated).
+    pub pending_ike: Option<(u64, u64, bool)>,
 }
 
 /// A tunnel at run time.
@@ -203,17 +205,27 @@ impl TunnelRt {
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
             state: info.state.clone(),
-            ike_sa: info.ike.as_ref().map(|ike| IkeSaStatus {
-                state: "established".into(),
-                initiator: ike.initiator,
-                spi_i: hex64(ike.spi_i),
-                spi_r: hex64(ike.spi_r),
-                algorithms: ike.algorithms.clone(),
-                age_secs: now.duration_since(ike.established).as_secs(),
-                rekey_in_secs: ike
-                    .rekey_at
-                    .map(|r| r.saturating_duration_since(now).as_secs()),
-            }),
+            ike_sa: match (&info.ike, info.pending_ike) {
+                (Some(ike), _) => Some(IkeSaStatus {
+                    state: "established".into(),
+                    initiator: ike.initiator,
+                    spi_i: hex64(ike.spi_i),
+                    spi_r: hex64(ike.spi_r),
+                    algorithms: ike.algorithms.clone(),
+                    age_secs: now.duration_since(ike.established).as_secs(),
+                    rekey_in_secs: ike
+                        .rekey_at
+                        .map(|r| r.saturating_duration_since(now).as_secs()),
+                }),
+                (None, Some((spi_i, spi_r, initiator))) => Some(IkeSaStatus {
+                    state: "connecting".into(),
+                    initiator,
+                    spi_i: hex64(spi_i),
+                    spi_r: hex64(spi_r),
+                    ..IkeSaStatus::default()
+                }),
+                (None, None) => None,
+            },
             child_sas: children,
             counters: Counters {
                 bytes_in: c.bytes_in,
@@ -381,6 +393,13 @@ pub fn ike_config(t: &config::Tunnel, psk: &config::Psk) -> ikev2::Config {
     c.remote_ts = selectors(&t.remote_ts);
     c.ike_lifetime = t.ike_lifetime;
     c.child_lifetime = t.child_lifetime;
+    // Rekey between the earliest and the latest time the config allows (random jitter
+    // so both ends, and many tunnels, do not rekey at once).
+    let (lo, hi) = (t.child_rekey_earliest(), t.child_rekey_latest());
+    let mut r = [0u8; 8];
+    ikev2::crypto::Rng::fill(&mut ikev2::crypto::SystemRng, &mut r);
+    let frac = (u64::from_le_bytes(r) >> 11) as f64 / (1u64 << 53) as f64;
+    c.child_rekey_time = Some(lo + hi.saturating_sub(lo).mul_f64(frac));
     c.encap = match t.encap {
         config::Encap::Udp => ikev2::Encap::Force,
         config::Encap::Auto | config::Encap::Esp => ikev2::Encap::Auto,
@@ -395,6 +414,8 @@ enum Intent {
     Up,
     /// Answer the peer only.
     Passive,
+    /// Initiate when traffic is routed into the tunnel (start_action/dpd_action = trap).
+    Trap,
     /// Operator said terminate: stay down until `initiate` or the peer comes.
     Down,
 }
@@ -410,6 +431,8 @@ struct Driver {
     retry_at: Option<Instant>,
     dpd_at: Option<Instant>,
     reauth_at: Option<Instant>,
+    /// When the IKE engine rekeys a Child SA after its installation.
+    child_rekey: Option<Duration>,
 }
 
 impl Driver {
@@ -425,9 +448,14 @@ impl Driver {
         while let Some(tx) = self.ep.poll_transmit() {
             self.shared.send_ike(tx.src, tx.dst, &tx.payload).await;
         }
+        let sas = self.ep.ike_sas();
         let mut info = lock(&self.t.info);
+        info.pending_ike = sas
+            .iter()
+            .find(|s| !s.established)
+            .map(|s| (s.spi_i, s.spi_r, s.initiator));
         if info.children.is_empty() && info.state != "unavailable" {
-            let half_open = self.ep.ike_sas().iter().any(|s| !s.established);
+            let half_open = info.pending_ike.is_some();
             info.state = if half_open || info.ike.is_some() {
                 "connecting".into()
             } else {
@@ -453,11 +481,8 @@ impl Driver {
                 tracing::info!(tunnel = %name, spi_i = %hex64(spi_i), spi_r = %hex64(spi_r), initiator, %algorithms, %peer_id, nat, %remote_addr, "IKE SA established");
                 // Reauthenticate (make a fresh IKE SA) before the lifetimes run out; the
                 // initiating side does it, as strongSwan's reauth does.
-                let life = self
-                    .t
-                    .cfg
-                    .ike_rekey_earliest()
-                    .min(self.t.cfg.child_rekey_earliest());
+                // (Child SAs are rekeyed by the IKE engine itself, CREATE_CHILD_SA.)
+                let life = self.t.cfg.ike_rekey_earliest();
                 let rekey_at = (initiator && self.intent == Intent::Up).then(|| now + life);
                 self.reauth_at = rekey_at;
                 if !self.t.cfg.dpd_delay.is_zero() {
@@ -502,13 +527,40 @@ impl Driver {
                     }
                 }
             }
+            ikev2::Event::IkeSaRekeyed {
+                old_spi_i,
+                old_spi_r,
+                spi_i,
+                spi_r,
+                suite,
+            } => {
+                let algorithms = suite.to_proposal().to_string();
+                tracing::info!(tunnel = %name, old_spi_i = %hex64(old_spi_i), old_spi_r = %hex64(old_spi_r), spi_i = %hex64(spi_i), spi_r = %hex64(spi_r), %algorithms, "IKE SA rekeyed");
+                let mut info = lock(&self.t.info);
+                if let Some(ike) = info.ike.as_mut() {
+                    ike.spi_i = spi_i;
+                    ike.spi_r = spi_r;
+                    ike.algorithms = algorithms;
+                    ike.established = now;
+                }
+            }
             ikev2::Event::Failed(reason) => {
                 tracing::warn!(tunnel = %name, "{reason}");
+                let dead_peer = matches!(reason, ikev2::FailReason::PeerUnreachable { .. });
                 self.t.set_error(reason.to_string());
+                // A dead peer on a tunnel we only answer: dpd_action decides.
+                if dead_peer && self.intent == Intent::Passive {
+                    match self.t.cfg.dpd_action {
+                        config::DpdAction::Restart => self.intent = Intent::Up,
+                        config::DpdAction::Trap => self.intent = Intent::Trap,
+                        config::DpdAction::Clear => {}
+                    }
+                }
                 if self.intent == Intent::Up && !self.ep.is_established() {
                     self.retry_at = Some(now + RETRY);
                 }
             }
+            other => tracing::debug!(tunnel = %name, event = ?other, "IKE event"),
         }
     }
 
@@ -522,7 +574,7 @@ impl Driver {
             .map_err(|e| format!("inbound SA: {e}"))?;
         let outbound = esp::Sa::from_keymat(pout, c.keys_out.keymat())
             .map_err(|e| format!("outbound SA: {e}"))?;
-        let rekey_at = lock(&self.t.info).ike.as_ref().and_then(|i| i.rekey_at);
+        let rekey_at = self.child_rekey.map(|d| Instant::now() + d);
         self.t
             .install_child(
                 &self.shared.dp,
@@ -563,7 +615,9 @@ impl Driver {
                 self.retry_at = None;
                 self.reauth_at = None;
                 self.ep.terminate(now);
-                Ok(format!("tunnel {name}: deleting the IKE SA and its Child SAs"))
+                Ok(format!(
+                    "tunnel {name}: deleting the IKE SA and its Child SAs"
+                ))
             }
             TunnelCmd::Rekey { ike: true } => {
                 // The IKE engine has no in-place rekey yet: reauthenticate instead
@@ -575,9 +629,15 @@ impl Driver {
                     "tunnel {name}: reauthenticating (IKE SA deleted and re-established; traffic pauses briefly)"
                 ))
             }
-            TunnelCmd::Rekey { ike: false } => Err(format!(
-                "tunnel {name}: Child SA rekeying (CREATE_CHILD_SA) is not implemented yet; use `causeway rekey {name} --ike` to reauthenticate"
-            )),
+            TunnelCmd::Rekey { ike: false } => {
+                let newest = lock(&self.t.info).children.last().map(|c| c.inbound.spi());
+                match newest {
+                    Some(spi) if self.ep.rekey_child(now, spi) => Ok(format!(
+                        "tunnel {name}: rekeying Child SA {spi:08x} (CREATE_CHILD_SA, make-before-break)"
+                    )),
+                    _ => Err(format!("tunnel {name}: no established Child SA to rekey")),
+                }
+            }
             _ => Err("unsupported".into()),
         }
     }
@@ -598,10 +658,11 @@ pub async fn run(t: Arc<TunnelRt>, shared: Arc<Shared>, mut rx: mpsc::Receiver<T
     );
     let intent = match t.cfg.start_action {
         config::StartAction::Start => Intent::Up,
-        // `trap` (initiate on the first packet) is not wired to the dataplane yet:
-        // behave like `none` and let the peer (or `causeway initiate`) bring it up.
-        config::StartAction::Trap | config::StartAction::None => Intent::Passive,
+        config::StartAction::Trap => Intent::Trap,
+        config::StartAction::None => Intent::Passive,
     };
+    let mut trap_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut trap_seen = t.dp.counters().dropped(DropReason::NoOutboundSa);
     let mut d = Driver {
         t,
         shared,
@@ -610,7 +671,9 @@ pub async fn run(t: Arc<TunnelRt>, shared: Arc<Shared>, mut rx: mpsc::Receiver<T
         retry_at: None,
         dpd_at: None,
         reauth_at: None,
+        child_rekey: None,
     };
+    d.child_rekey = d.ep.config().child_rekey_time;
     if d.intent == Intent::Up {
         d.initiate(Instant::now());
         d.flush().await;
@@ -636,6 +699,16 @@ pub async fn run(t: Arc<TunnelRt>, shared: Arc<Shared>, mut rx: mpsc::Receiver<T
             _ = sleep_opt(d.retry_at) => {
                 d.retry_at = None;
                 if d.intent == Intent::Up && !d.ep.is_established() {
+                    d.initiate(Instant::now());
+                }
+            }
+            _ = trap_tick.tick(), if d.intent == Intent::Trap => {
+                // Packets routed into the tunnel without an SA: bring it up.
+                let now_seen = d.t.dp.counters().dropped(DropReason::NoOutboundSa);
+                let waiting = now_seen > trap_seen;
+                trap_seen = now_seen;
+                if waiting && d.ep.ike_sas().is_empty() {
+                    tracing::info!(tunnel = %d.t.cfg.name, "traffic for the tunnel (trap)");
                     d.initiate(Instant::now());
                 }
             }

@@ -167,3 +167,14 @@ fn client_without_daemon_fails_clearly() {
     );
     assert!(err.contains(Path::new(&s).to_str().unwrap()), "{err}");
 }
+
+#[test]
+fn run_refuses_a_bad_config_with_its_position() {
+    let d = Dir::new("run");
+    let bad = GOOD.replace("mtu = 1400", "mtuu = 1400");
+    let f = d.write("bad.toml", &bad);
+    let o = causeway(&["run", "-c", &f]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.starts_with(&format!("{f}:11:1: ")), "{err}");
+}

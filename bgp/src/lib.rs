@@ -3,8 +3,9 @@
 //! * [`wire`]: message codec (view/`Repr`), typed errors carrying the NOTIFICATION to send,
 //!   RFC 7606 error handling.
 //! * [`session`]: the per-neighbor FSM (RFC 4271 §8); bytes in, bytes/events/timers out.
-//! * [`rib`]: Adj-RIB-In, best path (RFC 4271 §9.1) with ECMP, Adj-RIB-Out packing.
-//! * [`speaker`]: several sessions + the RIB + per-neighbor policy; emits FIB changes.
+//! * [`rib`]: Adj-RIB-In, Loc-RIB, best path (RFC 4271 §9.1) with ECMP.
+//! * [`speaker`]: several sessions + the RIB + per-neighbor [`policy`], Adj-RIB-Out with
+//!   UPDATE packing; emits FIB changes (start with the [`speaker`] module docs).
 //!
 //! No sockets, no clocks: the caller passes `now` and moves the bytes.
 #![forbid(unsafe_code)]

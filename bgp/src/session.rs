@@ -50,6 +50,9 @@ pub struct SessionConfig {
     pub graceful_restart: Option<u16>,
     /// IP TTL the caller sets on the TCP socket (1 = directly connected, >1 = multihop).
     pub ttl: u8,
+    /// Advertise (and use) 4-octet AS numbers (RFC 6793). Off only to emulate an old
+    /// 2-byte speaker; then `local_as` must fit 16 bits and a 4-byte peer is `AS_TRANS`.
+    pub four_octet_as: bool,
 }
 
 impl SessionConfig {
@@ -67,6 +70,7 @@ impl SessionConfig {
             connect_retry_max: Duration::from_secs(120),
             graceful_restart: Some(120),
             ttl: 255,
+            four_octet_as: true,
         }
     }
 
@@ -222,10 +226,6 @@ struct Conn {
 
 /// Hold timer while waiting for the peer's OPEN (RFC 4271 §8: "a large value", 4 minutes).
 const OPEN_HOLD: Duration = Duration::from_secs(240);
-/// Cap on bytes processed per call before yielding is not needed (the stream is parsed as it
-/// arrives); this bounds the reassembly buffer instead.
-const RX_LIMIT: usize = 1 << 20;
-
 /// One BGP neighbor session. See the module docs for the driving loop.
 #[derive(Debug)]
 pub struct Session {
@@ -295,7 +295,7 @@ impl Session {
     }
 
     /// ManualStart (event 1): begin connecting (or listening when passive).
-    pub fn start(&mut self, now: Instant) {
+    pub fn start(&mut self, _now: Instant) {
         self.restart_at = None;
         if self.base != SessionState::Idle {
             return;
@@ -307,7 +307,7 @@ impl Session {
             self.base = SessionState::Connect;
             self.connect_pending = true;
         }
-        self.retry_at = Some(now + self.backoff);
+        self.retry_at = None;
     }
 
     /// ManualStop (event 2): sends Cease/administrative shutdown with an optional RFC 9003
@@ -339,7 +339,7 @@ impl Session {
 
     /// Skips the connect-retry wait (e.g. the tunnel to the peer just came up): resets the
     /// backoff and, unless passive or already connecting/connected, asks for a connection now.
-    pub fn connect_now(&mut self, now: Instant) {
+    pub fn connect_now(&mut self, _now: Instant) {
         if self.base == SessionState::Idle {
             return;
         }
@@ -347,7 +347,7 @@ impl Session {
         if !self.cfg.passive && !self.connecting && self.conns.iter().all(Option::is_none) {
             self.base = SessionState::Connect;
             self.connect_pending = true;
-            self.retry_at = Some(now + self.backoff);
+            self.retry_at = None;
         }
     }
 
@@ -373,7 +373,8 @@ impl Session {
     }
 
     /// A TCP connection is up (events 16/17). Sends our OPEN on it. In Idle the connection is
-    /// refused with a [`SessionEvent::Close`].
+    /// refused with a [`SessionEvent::Close`]. A connection in a slot that is still in use
+    /// replaces the old one.
     pub fn tcp_connected(&mut self, now: Instant, dir: Dir) {
         if dir == Dir::Outbound {
             self.connecting = false;
@@ -385,8 +386,15 @@ impl Session {
             });
             return;
         }
-        if self.conns[dir.idx()].is_some() {
-            self.close_conn(dir, None, DownReason::TcpClosed);
+        // A new connection in an occupied slot replaces the old one (e.g. the peer restarted
+        // and reconnected before we noticed); the caller already holds only the new socket,
+        // so no Close event is emitted for the old one.
+        if let Some(old) = self.conns[dir.idx()].take() {
+            if old.state == ConnState::Established {
+                self.events.push_back(SessionEvent::Down {
+                    reason: DownReason::TcpClosed,
+                });
+            }
         }
         self.conns[dir.idx()] = Some(Conn {
             state: ConnState::OpenSent,
@@ -420,10 +428,9 @@ impl Session {
             let ctx = c.neg.as_ref().map(|n| n.ctx).unwrap_or_default();
             let len = match frame_len(&c.rx) {
                 Ok(Some(l)) => l,
+                // Complete messages are drained as they arrive, so the buffer never holds
+                // more than one partial message (< 4096 bytes).
                 Ok(None) => {
-                    if c.rx.len() > RX_LIMIT {
-                        c.rx.clear();
-                    }
                     return;
                 }
                 Err(e) => {
@@ -448,14 +455,13 @@ impl Session {
             self.restart_at = None;
             self.start(now);
         }
+        // ConnectRetryTimer_Expires (event 9): time for the next outbound attempt.
         if self.retry_at.is_some_and(|t| t <= now) {
             self.retry_at = None;
-            if self.conns.iter().all(Option::is_none) && self.base != SessionState::Idle {
-                if !self.cfg.passive && !self.connecting {
-                    self.base = SessionState::Connect;
-                    self.connect_pending = true;
-                }
-                self.arm_retry(now);
+            let idle_conns = self.conns.iter().all(Option::is_none);
+            if idle_conns && self.base != SessionState::Idle && !self.connecting {
+                self.base = SessionState::Connect;
+                self.connect_pending = true;
             }
         }
         for dir in [Dir::Outbound, Dir::Inbound] {
@@ -569,7 +575,9 @@ impl Session {
                 families: vec![],
             }));
         }
-        capabilities.push(Capability::FourOctetAs(self.cfg.local_as));
+        if self.cfg.four_octet_as {
+            capabilities.push(Capability::FourOctetAs(self.cfg.local_as));
+        }
         OpenRepr {
             my_as: u16::try_from(self.cfg.local_as).unwrap_or(AS_TRANS),
             hold_time: self.cfg.hold_time,
@@ -584,7 +592,12 @@ impl Session {
         }
     }
 
+    /// Waits `backoff` before the next outbound attempt and doubles it (up to the maximum).
+    /// Passive sessions just wait for the peer.
     fn arm_retry(&mut self, now: Instant) {
+        if self.cfg.passive {
+            return;
+        }
         self.retry_at = Some(now + self.backoff);
         self.backoff = (self.backoff * 2).min(self.cfg.connect_retry_max);
     }
@@ -675,11 +688,20 @@ impl Session {
         }
     }
 
+    /// The peer's AS as we see it (an old 2-byte speaker ignores the 4-octet capability).
+    fn peer_asn(&self, o: &OpenRepr) -> u32 {
+        if self.cfg.four_octet_as {
+            o.asn()
+        } else {
+            u32::from(o.my_as)
+        }
+    }
+
     fn check_open(&self, o: &OpenRepr) -> Result<(), NotifyError> {
         if o.hold_time == 1 || o.hold_time == 2 {
             return Err(NotifyError::new(code::OPEN, code::OPEN_BAD_HOLD_TIME, []));
         }
-        if o.asn() != self.cfg.remote_as {
+        if self.peer_asn(o) != self.cfg.remote_as {
             return Err(NotifyError::new(code::OPEN, code::OPEN_BAD_PEER_AS, []));
         }
         let id = o.bgp_id;
@@ -743,13 +765,13 @@ impl Session {
                 .collect()
         };
         let neg = Negotiated {
-            peer_as: o.asn(),
+            peer_as: self.peer_asn(&o),
             peer_id: o.bgp_id,
             hold_time,
             keepalive,
             families,
             ctx: Ctx {
-                four_octet_as: o.four_octet_as().is_some(),
+                four_octet_as: self.cfg.four_octet_as && o.four_octet_as().is_some(),
             },
             route_refresh: o.capabilities.contains(&Capability::RouteRefresh),
             enhanced_route_refresh: o.capabilities.contains(&Capability::EnhancedRouteRefresh),
@@ -889,5 +911,79 @@ mod tests {
         assert!(ea.iter().any(|e| matches!(e, SessionEvent::Close { reason: DownReason::NotificationSent(n), .. } if n.code == 2 && n.subcode == 6)));
         assert!(eb.iter().any(|e| matches!(e, SessionEvent::Close { reason: DownReason::NotificationReceived(n), .. } if n.code == 2 && n.subcode == 6)));
         assert_eq!(a.state(), SessionState::Active);
+    }
+
+    fn open_bytes(my_as: u16, hold: u16, id: Ipv4Addr, caps: Vec<Capability>) -> Vec<u8> {
+        let o = OpenRepr {
+            my_as,
+            hold_time: hold,
+            bgp_id: id,
+            capabilities: caps,
+        };
+        Message::Open(o).emit(&Ctx::default()).unwrap()
+    }
+
+    fn started(now: Instant) -> Session {
+        let (ca, _) = pair_cfg();
+        let mut s = Session::new(ca);
+        s.start(now);
+        s.tcp_connected(now, Dir::Inbound);
+        while s.poll_transmit().is_some() {}
+        s
+    }
+
+    #[test]
+    fn hold_time_zero_disables_keepalives() {
+        let t0 = Instant::now();
+        let mut s = started(t0);
+        let caps = vec![Capability::FourOctetAs(65515)];
+        let mut b = open_bytes(65515, 0, Ipv4Addr::new(10, 2, 255, 4), caps);
+        b.extend(Message::Keepalive.emit(&Ctx::default()).unwrap());
+        s.handle_bytes(t0, Dir::Inbound, &b);
+        assert_eq!(s.state(), SessionState::Established);
+        assert_eq!(s.negotiated().unwrap().hold_time, 0);
+        // only the (session-level) connect-retry timer may remain: no hold, no keepalive
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn bad_bgp_identifier_and_as_trans() {
+        let t0 = Instant::now();
+        let mut s = started(t0);
+        let caps = vec![Capability::FourOctetAs(65515)];
+        s.handle_bytes(
+            t0,
+            Dir::Inbound,
+            &open_bytes(65515, 180, Ipv4Addr::UNSPECIFIED, caps),
+        );
+        let t = s.poll_transmit().unwrap();
+        assert_eq!(&t.bytes[19..21], &[code::OPEN, code::OPEN_BAD_BGP_ID]);
+        // AS_TRANS without the 4-octet capability is not AS 65515
+        let mut s = started(t0);
+        s.handle_bytes(
+            t0,
+            Dir::Inbound,
+            &open_bytes(AS_TRANS, 180, Ipv4Addr::new(1, 1, 1, 1), vec![]),
+        );
+        let t = s.poll_transmit().unwrap();
+        assert_eq!(&t.bytes[19..21], &[code::OPEN, code::OPEN_BAD_PEER_AS]);
+    }
+
+    #[test]
+    fn connect_retry_backs_off() {
+        let (ca, _) = pair_cfg();
+        let mut s = Session::new(ca);
+        let mut now = Instant::now();
+        s.start(now);
+        let mut gaps = vec![];
+        for _ in 0..9 {
+            assert!(s.poll_connect());
+            s.tcp_failed(now);
+            let next = s.poll_timeout().unwrap();
+            gaps.push((next - now).as_secs());
+            now = next;
+            s.handle_timeout(now);
+        }
+        assert_eq!(gaps, [1, 2, 4, 8, 16, 32, 64, 120, 120]);
     }
 }

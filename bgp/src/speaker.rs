@@ -27,8 +27,9 @@ use crate::session::{
     Dir, DownReason, Negotiated, Session, SessionConfig, SessionEvent, SessionState, Transmit,
 };
 use crate::wire::{
-    code, AsPath, Ctx, Message, MpReach, MpUnreach, NotificationRepr, Origin, PathAttributes,
-    RouteRefreshRepr, UpdateRepr, HEADER_LEN, MAX_MESSAGE_LEN, SAFI_UNICAST,
+    code, AsPath, AsSegment, Ctx, Message, MpReach, MpUnreach, NotificationRepr, Origin,
+    PathAttributes, RouteRefreshRepr, UpdateRepr, AS_TRANS, HEADER_LEN, MAX_MESSAGE_LEN,
+    SAFI_UNICAST,
 };
 
 /// How long stale routes wait for End-of-RIB after the peer came back (RFC 4724 §4.2
@@ -50,6 +51,8 @@ pub struct NeighborConfig {
     pub passive: bool,
     /// TTL for the TCP socket (255 for multihop, as Azure needs).
     pub ttl: u8,
+    /// Advertise 4-octet AS support (RFC 6793); see [`SessionConfig::four_octet_as`].
+    pub four_octet_as: bool,
     /// Families to negotiate.
     pub families: Vec<Afi>,
     /// Graceful restart helper: advertise the capability with this restart time.
@@ -78,6 +81,7 @@ impl NeighborConfig {
             hold_time: 180,
             passive: false,
             ttl: 255,
+            four_octet_as: true,
             families: vec![Afi::Ipv4, Afi::Ipv6],
             graceful_restart: Some(120),
             connect_retry_min: Duration::from_secs(1),
@@ -222,6 +226,7 @@ impl Speaker {
                 connect_retry_max: n.connect_retry_max,
                 graceful_restart: n.graceful_restart,
                 ttl: n.ttl,
+                four_octet_as: n.four_octet_as,
             };
             let announce = n.policy.announce.iter().copied().collect();
             neighbors.insert(
@@ -555,7 +560,22 @@ impl Speaker {
         n.max_warned = false;
         n.rejected = 0;
         n.flush_on_down = false;
+        let mut gone = Vec::new();
         if self.rib.has_stale(id) {
+            // RFC 4724 §4.2: families the restarted peer no longer marks as "forwarding state
+            // preserved" lose their stale routes now; the rest wait for End-of-RIB.
+            let kept: Vec<Afi> = neg
+                .peer_graceful_restart
+                .iter()
+                .flat_map(|g| g.families.iter())
+                .filter(|(_, safi, f)| *safi == SAFI_UNICAST && f & 0x80 != 0)
+                .filter_map(|(a, _, _)| Afi::from_code(*a))
+                .collect();
+            for afi in [Afi::Ipv4, Afi::Ipv6] {
+                if !kept.contains(&afi) {
+                    gone.extend(self.rib.sweep_stale(id, Some(afi)));
+                }
+            }
             n.gr_deadline = Some(now + STALE_TIMER);
         }
         let families = neg.families.clone();
@@ -563,6 +583,7 @@ impl Speaker {
             neighbor: id,
             negotiated: neg,
         });
+        self.recompute(gone);
         let all = self.all_exportable();
         self.sync_out(id, all.into_iter());
         for afi in families {
@@ -648,10 +669,18 @@ impl Speaker {
         } else {
             attrs.local_pref.unwrap_or(100)
         });
-        // Loop prevention (RFC 4271 §9.1.2), and for eBGP the first AS must be the peer's
-        // (RFC 4271 §6.3; RFC 7606 §7.2: treat-as-withdraw).
+        // Loop prevention (RFC 4271 §9.1.2); for eBGP the first AS must be the peer's
+        // (RFC 4271 §6.3) and confederation segments are not allowed (RFC 7606 §7.2): those
+        // routes are treated as withdrawn.
         let looped = attrs.as_path.as_ref().is_some_and(|p| {
-            p.contains(self.local_as) || (ebgp && p.first_as() != Some(n.cfg.remote_as))
+            let first_ok = !ebgp
+                || n.cfg.remote_as == u32::from(AS_TRANS)
+                || p.first_as() == Some(n.cfg.remote_as);
+            let confed = ebgp
+                && p.segments
+                    .iter()
+                    .any(|s| matches!(s, AsSegment::ConfedSequence(_) | AsSegment::ConfedSet(_)));
+            p.contains(self.local_as) || !first_ok || confed
         });
         let v4_nh = attrs.next_hop.take().map(IpAddr::V4);
         let attrs = attrs;
@@ -683,24 +712,28 @@ impl Speaker {
             add(&m.nlri, m.next_hops.first().copied(), &mut rejected);
         }
         n.rejected += rejected;
-        self.check_max_prefix(now, id);
+        if self.check_max_prefix(now, id) {
+            // Torn down: drop the neighbor's routes now, so the FIB sees only removals.
+            changed.extend(self.rib.remove_neighbor(id));
+        }
         self.recompute(changed);
     }
 
-    fn check_max_prefix(&mut self, now: Instant, id: NeighborId) {
+    /// Applies the maximum-prefix limit; true when the session was torn down.
+    fn check_max_prefix(&mut self, now: Instant, id: NeighborId) -> bool {
         let count = self.rib.count(id);
         let Some(n) = self.neighbors.get_mut(&id) else {
-            return;
+            return false;
         };
         let Some(mp) = n.cfg.policy.max_prefixes else {
-            return;
+            return false;
         };
         if count <= mp.limit {
             n.max_warned = false;
-            return;
+            return false;
         }
         if mp.action == MaxPrefixAction::Warn && n.max_warned {
-            return;
+            return false;
         }
         n.max_warned = true;
         self.events.push_back(SpeakerEvent::MaxPrefixExceeded {
@@ -710,7 +743,7 @@ impl Speaker {
             action: mp.action,
         });
         let restart = match mp.action {
-            MaxPrefixAction::Warn => return,
+            MaxPrefixAction::Warn => return false,
             MaxPrefixAction::Teardown => None,
             MaxPrefixAction::RestartAfter(d) => Some(d),
         };
@@ -730,6 +763,7 @@ impl Speaker {
             restart,
         );
         // The Down event is processed by the caller's drain loop.
+        true
     }
 
     /// Re-runs best path for changed prefixes, emits FIB events and re-exports.

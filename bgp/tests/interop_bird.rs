@@ -259,7 +259,7 @@ fn p(s: &str) -> Prefix {
 }
 
 /// Sets up namespaces, starts BIRD (passive or active) and a Speaker driver; `None` = skip.
-fn start(tag: &str, bird_passive: bool) -> Option<(Lab, Driver)> {
+fn start(tag: &str, bird_passive: bool, as4: bool) -> Option<(Lab, Driver)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIP interop_with_bird: needs root (network namespaces)");
@@ -276,7 +276,16 @@ fn start(tag: &str, bird_passive: bool) -> Option<(Lab, Driver)> {
     } else {
         "connect delay time 1;"
     };
-    fs::write(&conf, BIRD_CONF.replace("PASSIVE", passive)).expect("write bird.conf");
+    let mut text = BIRD_CONF.replace("PASSIVE", passive);
+    if !as4 {
+        // We act as an old 2-byte speaker (AS 65010); BIRD has a 4-byte AS, which it must
+        // send to us as AS_TRANS plus AS4_PATH (RFC 6793).
+        text = text.replace("as 4200000010;", "as 65010;").replace(
+            "local 192.0.2.1 as 65515;",
+            "local 192.0.2.1 as 4200000020;",
+        );
+    }
+    fs::write(&conf, text).expect("write bird.conf");
     let log = fs::File::create(lab.dir.join("bird.log")).expect("log");
     lab.bird = Some(
         Command::new("ip")
@@ -293,8 +302,12 @@ fn start(tag: &str, bird_passive: bool) -> Option<(Lab, Driver)> {
     n.next_hop_v4 = Some("192.0.2.2".parse().unwrap());
     n.next_hop_v6 = Some("2001:db8::2".parse().unwrap());
     n.policy.announce = vec![p("10.1.0.0/16"), p("2001:db8:1::/48")];
+    if !as4 {
+        n.remote_as = 23456;
+        n.four_octet_as = false;
+    }
     let mut sp = Speaker::new(SpeakerConfig {
-        local_as: OUR_AS,
+        local_as: if as4 { OUR_AS } else { 65010 },
         router_id: "192.0.2.2".parse().unwrap(),
         neighbors: vec![n],
     });
@@ -320,6 +333,10 @@ fn start(tag: &str, bird_passive: bool) -> Option<(Lab, Driver)> {
 }
 
 fn wait_up(lab: &Lab, d: &mut Driver) {
+    wait_up_as4(lab, d, true);
+}
+
+fn wait_up_as4(lab: &Lab, d: &mut Driver, as4: bool) {
     let up = d.run_until(Duration::from_secs(30), |_, ev| {
         ev.iter()
             .any(|e| matches!(e, SpeakerEvent::SessionUp { .. }))
@@ -331,17 +348,18 @@ fn wait_up(lab: &Lab, d: &mut Driver) {
         d.events
     );
     let neg = d.sp.session(1).unwrap().negotiated().unwrap().clone();
+    let peer_as = if as4 { BIRD_AS } else { 23456 };
     assert_eq!(
         (neg.peer_as, neg.hold_time, neg.keepalive),
-        (BIRD_AS, 180, 60)
+        (peer_as, 180, 60)
     );
-    assert!(neg.ctx.four_octet_as);
+    assert_eq!(neg.ctx.four_octet_as, as4);
     eprintln!("established: {neg:?}");
 }
 
 #[test]
 fn interop_with_bird() {
-    let Some((lab, mut d)) = start("p", true) else {
+    let Some((lab, mut d)) = start("p", true, true) else {
         return;
     };
     // 1. Established with 4-byte ASNs and BIRD's 180 s hold time.
@@ -397,7 +415,7 @@ fn interop_with_bird() {
 #[test]
 fn interop_with_bird_both_active() {
     // Both sides connect (as Azure does): collision resolution must leave one session.
-    let Some((lab, mut d)) = start("a", false) else {
+    let Some((lab, mut d)) = start("a", false, true) else {
         return;
     };
     // BIRD connects after 1 s; our connect goes out after 2 s, onto a session that BIRD's
@@ -427,4 +445,31 @@ fn interop_with_bird_both_active() {
     assert_eq!(open, 1, "exactly one TCP connection survives");
     let dir = d.sp.session(1).unwrap().negotiated().unwrap().dir;
     eprintln!("both active: session on {dir:?}; events {:?}", d.events);
+}
+
+#[test]
+fn interop_with_bird_two_byte_asn_peer() {
+    // A 2-byte session: BIRD's 4-byte AS reaches us as AS_TRANS plus AS4_PATH (RFC 6793).
+    let Some((lab, mut d)) = start("2", true, false) else {
+        return;
+    };
+    wait_up_as4(&lab, &mut d, false);
+    let ok = d.run_until(Duration::from_secs(10), |sp, _| {
+        sp.fib().contains_key(&p("10.2.0.0/16"))
+    });
+    assert!(ok, "no routes from BIRD: {:?}", d.sp.fib());
+    let sel = d.sp.rib().selected(&p("10.2.0.0/16")).unwrap();
+    // AS_PATH [23456] + AS4_PATH [4200000020], merged back into the real path.
+    assert_eq!(
+        sel.best.1.attrs.as_path,
+        Some(bgp::wire::AsPath::sequence(vec![4_200_000_020]))
+    );
+    let mut shown = String::new();
+    let ok = d.run_until(Duration::from_secs(10), |_, _| {
+        shown = lab.birdc("show route protocol causeway all");
+        shown.contains("10.1.0.0/16")
+    });
+    assert!(ok, "BIRD does not show our routes:\n{shown}");
+    assert!(shown.contains("BGP.as_path: 65010"), "{shown}");
+    eprintln!("2-byte peer sees:\n{shown}");
 }

@@ -210,9 +210,7 @@ fn import_filter_with_le() {
 #[test]
 fn collision_keeps_one_connection() {
     // Both sides active: both connect at once.
-    let mut a = site(1, &["10.1.0.0/16"]);
-    let mut b = azure(0, &["10.2.0.0/16"]);
-    let _ = (&mut a, &mut b);
+    let a = site(1, &["10.1.0.0/16"]);
     let mut bn = NeighborConfig::new(7, ip("10.1.255.1"), SITE_AS);
     bn.next_hop_v4 = Some(Ipv4Addr::new(10, 2, 255, 4));
     bn.policy.announce = vec![p("10.2.0.0/16")];
@@ -560,6 +558,10 @@ fn max_prefix_actions() {
             _ => {
                 assert_eq!(state(&net, 0, 1), SessionState::Idle);
                 assert!(net.speakers[0].fib().is_empty());
+                // The over-limit table never reached the FIB (one UPDATE carried all three).
+                assert!(!net.events[0]
+                    .iter()
+                    .any(|e| matches!(e, SpeakerEvent::FibChange { .. })));
                 assert!(net.events[1].iter().any(|e| matches!(e,
                     SpeakerEvent::SessionDown { reason: DownReason::NotificationReceived(n), .. } if n.code == 6 && n.subcode == 1)));
                 net.advance(Duration::from_secs(45));
@@ -608,7 +610,7 @@ fn graceful_restart_with_forwarding_state() {
     let now0 = std::time::Instant::now();
     s.start(now0);
     let id = s.poll_connect().unwrap();
-    let open = |s: &mut Speaker, now| {
+    let open = |s: &mut Speaker, now, fbit: u8| {
         s.tcp_connected(now, id, bgp::Dir::Outbound);
         while s.poll_transmit().is_some() {}
         let o = bgp::wire::OpenRepr {
@@ -620,7 +622,7 @@ fn graceful_restart_with_forwarding_state() {
                 bgp::wire::Capability::GracefulRestart(bgp::wire::GracefulRestartCap {
                     flags: 0,
                     restart_time: 90,
-                    families: vec![(1, 1, 0x80)],
+                    families: vec![(1, 1, fbit)],
                 }),
                 bgp::wire::Capability::FourOctetAs(65515),
             ],
@@ -643,7 +645,7 @@ fn graceful_restart_with_forwarding_state() {
         .emit(&Ctx::default())
         .unwrap()
     };
-    open(&mut s, now0);
+    open(&mut s, now0, 0x80);
     assert_eq!(s.session(id).unwrap().state(), SessionState::Established);
     s.handle_bytes(
         now0,
@@ -667,7 +669,7 @@ fn graceful_restart_with_forwarding_state() {
     s.handle_timeout(now1);
     let id2 = s.poll_connect().unwrap();
     assert_eq!(id2, id);
-    open(&mut s, now1);
+    open(&mut s, now1, 0x80);
     s.handle_bytes(
         now1,
         id,
@@ -692,6 +694,26 @@ fn graceful_restart_with_forwarding_state() {
     assert_eq!(s.fib().len(), 1);
     let now2 = now1 + Duration::from_secs(91);
     s.handle_timeout(now2);
+    assert!(s.fib().is_empty());
+    // Third round: routes go stale, the peer returns WITHOUT the forwarding-state bit:
+    // the stale routes are flushed as soon as the session is up (RFC 4724 §4.2).
+    let now3 = now2 + Duration::from_secs(200);
+    s.handle_timeout(now3);
+    let _ = s.poll_connect();
+    open(&mut s, now3, 0x80);
+    s.handle_bytes(
+        now3,
+        id,
+        bgp::Dir::Outbound,
+        &announce(vec![p("10.2.0.0/16")]),
+    );
+    assert_eq!(s.fib().len(), 1);
+    s.tcp_closed(now3, id, bgp::Dir::Outbound);
+    assert_eq!(s.fib().len(), 1);
+    let now4 = now3 + Duration::from_secs(10);
+    s.handle_timeout(now4);
+    let _ = s.poll_connect();
+    open(&mut s, now4, 0);
     assert!(s.fib().is_empty());
 }
 
@@ -776,4 +798,60 @@ fn full_table_of_4000_prefixes_is_packed() {
         "4000 prefixes: {} UPDATEs, session up + table transfer in {elapsed:?} (debug build)",
         updates.len()
     );
+}
+
+#[test]
+fn export_learned_routes_to_another_neighbor() {
+    // Site (neighbor 1 = Azure, neighbor 2 = a branch in AS 65020 that gets transit routes).
+    let mut az = NeighborConfig::new(1, ip("10.2.255.4"), AZURE_AS);
+    az.next_hop_v4 = Some(Ipv4Addr::new(10, 1, 255, 1));
+    az.policy.announce = vec![p("10.1.0.0/16")];
+    let mut br = NeighborConfig::new(2, ip("10.5.0.1"), 65020);
+    br.next_hop_v4 = Some(Ipv4Addr::new(10, 5, 0, 2));
+    br.policy.export_learned = true;
+    br.policy.export = bgp::PrefixList::parse(&["10.0.0.0/8 le 24"]).unwrap();
+    let site = Speaker::new(SpeakerConfig {
+        local_as: SITE_AS,
+        router_id: Ipv4Addr::new(10, 1, 255, 1),
+        neighbors: vec![az, br],
+    });
+    let mut bn = NeighborConfig::new(9, ip("10.5.0.2"), SITE_AS);
+    bn.passive = true;
+    bn.policy.announce = vec![p("10.5.0.0/16"), p("192.168.0.0/16")];
+    let branch = Speaker::new(SpeakerConfig {
+        local_as: 65020,
+        router_id: Ipv4Addr::new(10, 5, 0, 1),
+        neighbors: vec![bn],
+    });
+    let mut net = Net::new(
+        vec![site, azure(0, &["10.2.0.0/16"]), branch],
+        vec![
+            Link {
+                a: (0, 1),
+                b: (1, 7),
+                up: true,
+            },
+            Link {
+                a: (0, 2),
+                b: (2, 9),
+                up: true,
+            },
+        ],
+    );
+    net.start();
+    // The branch learns Azure's route through the site, AS path [site, Azure].
+    let sel = net.speakers[2].rib().selected(&p("10.2.0.0/16")).unwrap();
+    assert_eq!(
+        sel.best.1.attrs.as_path,
+        Some(AsPath::sequence(vec![SITE_AS, AZURE_AS]))
+    );
+    assert_eq!(sel.best.1.next_hop, ip("10.5.0.2"));
+    // Export to Azure stays limited to the announcements (export_learned off).
+    assert!(net.fib_next_hops(1, "10.5.0.0/16").is_none());
+    // The branch's routes are in the site's FIB.
+    assert!(net.fib_next_hops(0, "192.168.0.0/16").is_some());
+    // Azure withdraws: the branch loses the route too.
+    net.speakers[1].set_policy(7, Policy::default());
+    net.drive();
+    assert!(net.speakers[2].rib().selected(&p("10.2.0.0/16")).is_none());
 }

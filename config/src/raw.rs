@@ -223,4 +223,21 @@ mod tests {
             assert!(TUNNEL_KEYS.contains(k) || NEIGHBOR_KEYS.contains(k), "{k}");
         }
     }
+
+    #[test]
+    fn every_key_is_documented_in_the_crate_docs() {
+        let docs = include_str!("lib.rs");
+        for k in DAEMON_KEYS
+            .iter()
+            .chain(TUNNEL_KEYS)
+            .chain(BGP_KEYS)
+            .chain(NEIGHBOR_KEYS)
+            .filter(|k| **k != "neighbor")
+        {
+            assert!(
+                docs.contains(&format!("//! | `{k}` |")),
+                "`{k}` is not in the key tables of lib.rs"
+            );
+        }
+    }
 }

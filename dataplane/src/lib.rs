@@ -54,4 +54,6 @@ pub use counters::{DropReason, TunnelCounters};
 pub use netlink::{Netlink, Route, RouteOp};
 pub use sa::{EspInbound, EspOutbound, InboundSa, OutboundSa};
 pub use tun::{Tun, TunConfig};
-pub use worker::{Dataplane, Encap, IkeDatagram, IkeSink, Tunnel, TunnelConfig};
+pub use worker::{
+    AcquireHook, AcquireInfo, Dataplane, Encap, IkeDatagram, IkeSink, Tunnel, TunnelConfig,
+};

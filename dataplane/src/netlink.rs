@@ -374,6 +374,24 @@ impl Netlink {
         nl.setsockopt(libc::SOL_SOCKET, libc::SO_SNDBUF, 1024 * 1024)?;
         // Error replies carry only the header of the failed request, not the whole thing.
         let _ = nl.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1);
+        // Never hang the caller if a reply goes missing: fail after 10 s.
+        let tv = libc::timeval {
+            tv_sec: 10,
+            tv_usec: 0,
+        };
+        // SAFETY: pointer/len describe a live timeval.
+        let rc = unsafe {
+            libc::setsockopt(
+                raw,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const libc::timeval as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
         // SAFETY: zeroed sockaddr_nl is valid; bind(2) with its exact size.
         let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         sa.nl_family = libc::AF_NETLINK as u16;
@@ -505,10 +523,11 @@ impl Netlink {
             buf.clear();
             let first_seq = self.seq.wrapping_add(1);
             let start = i;
-            // Fill one chunk.
-            while i < ops.len() && buf.len() < CHUNK_BYTES - 256 {
+            // Fill one chunk; the message that ends it (last op, or the chunk is nearly
+            // full: a route message is < 128 bytes) asks for the ACK.
+            loop {
                 let seq = self.next_seq();
-                let last = i + 1 == ops.len() || buf.len() >= CHUNK_BYTES - 512;
+                let last = i + 1 == ops.len() || buf.len() >= CHUNK_BYTES - 256;
                 let ack = if last { libc::NLM_F_ACK as u16 } else { 0 };
                 match &ops[i] {
                     RouteOp::Replace(r) => build_route(

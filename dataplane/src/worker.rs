@@ -16,10 +16,10 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::Range;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use socket2::Socket;
@@ -84,7 +84,28 @@ struct TunnelShared {
     counters: TunnelCounters,
     outbound: ArcSwapOption<OutboundEntry>,
     stop: AtomicBool,
+    acquire: ArcSwapOption<AcquireHook>,
+    /// Milliseconds after `created` of the last acquire call (0: never).
+    last_acquire_ms: AtomicU64,
+    created: Instant,
 }
+
+/// Called (on the tunnel's TX thread) when a packet needs an outbound SA and there is
+/// none: the daemon starts IKE (`start_action = trap`). At most once per
+/// [`ACQUIRE_INTERVAL`]; must not block.
+pub type AcquireHook = Box<dyn Fn(AcquireInfo) + Send + Sync>;
+
+/// The packet that triggered an acquire (for choosing narrowed traffic selectors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcquireInfo {
+    /// Inner source address.
+    pub src: IpAddr,
+    /// Inner destination address.
+    pub dst: IpAddr,
+}
+
+/// Least time between two acquire calls of one tunnel.
+pub const ACQUIRE_INTERVAL: Duration = Duration::from_secs(1);
 
 struct InboundEntry {
     sa: InboundSa,
@@ -206,6 +227,9 @@ impl Dataplane {
             counters: TunnelCounters::default(),
             outbound: ArcSwapOption::empty(),
             stop: AtomicBool::new(false),
+            acquire: ArcSwapOption::empty(),
+            last_acquire_ms: AtomicU64::new(0),
+            created: Instant::now(),
         });
         let (s, stop) = (Arc::clone(&shared), Arc::clone(&self.inner.stop));
         let thread = std::thread::Builder::new()
@@ -527,6 +551,7 @@ fn seal_one(
     }
     let Some(out) = out else {
         t.counters.drop(DropReason::NoOutboundSa);
+        t.acquire(&info);
         return None;
     };
     match out.sa.esp.seal(slot, payload, info.next_header) {
@@ -538,7 +563,33 @@ fn seal_one(
     }
 }
 
+impl TunnelShared {
+    fn acquire(&self, info: &packet::IpInfo) {
+        let guard = self.acquire.load();
+        let Some(hook) = guard.as_ref() else {
+            return;
+        };
+        // +1 so that 0 keeps meaning "never".
+        let now = self.created.elapsed().as_millis() as u64 + 1;
+        let last = self.last_acquire_ms.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < ACQUIRE_INTERVAL.as_millis() as u64 {
+            return;
+        }
+        self.last_acquire_ms.store(now, Ordering::Relaxed);
+        hook(AcquireInfo {
+            src: info.src,
+            dst: info.dst,
+        });
+    }
+}
+
 impl Tunnel {
+    /// Sets (or clears) the hook called when traffic needs an SA that is not there
+    /// (on-demand tunnels, `start_action = trap`).
+    pub fn set_acquire_hook(&self, hook: Option<AcquireHook>) {
+        self.shared.acquire.store(hook.map(Arc::new));
+    }
+
     /// Interface name of the TUN device.
     pub fn name(&self) -> &str {
         self.shared.tun.name()

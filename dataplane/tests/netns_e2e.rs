@@ -10,10 +10,15 @@ use dataplane::netns::{skip_reason, NetNs};
 use dataplane::sa::Encap;
 
 fn ping(ns: &NetNs, from: &str, to: &str, count: &str) -> bool {
+    let interval = if count.parse::<u32>().unwrap_or(0) > 20 {
+        "0.002"
+    } else {
+        "0.2"
+    };
     let out = ns
         .exec(
             "ping",
-            &["-c", count, "-i", "0.2", "-W", "1", "-I", from, to],
+            &["-c", count, "-i", interval, "-W", "1", "-I", from, to],
         )
         .unwrap();
     if !out.status.success() {
@@ -242,4 +247,114 @@ fn ping_over_ipv6_underlay() {
             assert_eq!(c.total_drops(), 0, "{encap:?} {c:?}");
         }
     }
+}
+
+/// Packets dropped inside a TX batch (here link-scoped multicast, never tunneled) must
+/// not disturb the packets sealed around them in the same batch.
+#[test]
+fn dropped_packets_inside_a_batch_do_not_corrupt_others() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP: {why}");
+        return;
+    }
+    let lab = Lab::start(Encap::Udp);
+    let ns = lab.a.name().to_owned();
+    let noise = std::thread::spawn(move || {
+        std::process::Command::new("ip")
+            .args([
+                "netns", "exec", &ns, "ping", "-c", "300", "-i", "0.002", "-W", "1",
+            ])
+            .args(["-I", "cw-e2e", "224.0.0.1"])
+            .output()
+    });
+    let ok = ping(&lab.a, "10.0.0.1", "10.0.0.2", "100");
+    let _ = noise.join();
+    let [ca, ga, cb, gb] = lab.stop();
+    eprintln!("A: {ca:?}\nB: {cb:?}");
+    assert!(ok);
+    assert_eq!(cb.packets_in, 100, "{cb:?}");
+    for c in [ca, ga, cb, gb] {
+        assert_eq!(c.total_drops(), 0, "{c:?}");
+    }
+}
+
+/// Traffic into a tunnel without an outbound SA calls the acquire hook (rate limited)
+/// and is dropped as `no_outbound_sa`.
+#[test]
+fn acquire_hook_fires_without_outbound_sa() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP: {why}");
+        return;
+    }
+    let ns = NetNs::create("cw-acq").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let h = ns
+        .spawn(move || {
+            let dp = dataplane::Dataplane::new(std::sync::Arc::new(|_| {}));
+            let t = dp.add_tunnel(dataplane::TunnelConfig {
+                tun: dataplane::TunConfig {
+                    name: "cw-acq0".into(),
+                    mtu: 1400,
+                    addrs: vec!["10.5.0.1/24".parse().unwrap()],
+                },
+                local: "127.0.0.1".parse().unwrap(),
+                mss_clamp: None,
+            })?;
+            let tx = std::sync::Mutex::new(tx);
+            t.set_acquire_hook(Some(Box::new(move |a| {
+                tx.lock().unwrap().send(a).ok();
+            })));
+            ready_tx.send(()).ok();
+            go_rx.recv().ok();
+            Ok(t.counters())
+        })
+        .unwrap();
+    ready_rx.recv().unwrap();
+    let ok = ping(&ns, "10.5.0.1", "10.5.0.9", "3");
+    go_tx.send(()).unwrap();
+    let c = h.join().unwrap().unwrap();
+    let calls: Vec<_> = rx.try_iter().collect();
+    assert!(!ok);
+    assert_eq!(c.dropped(DropReason::NoOutboundSa), 3, "{c:?}");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        calls[0].src,
+        "10.5.0.1".parse::<std::net::IpAddr>().unwrap()
+    );
+    assert_eq!(
+        calls[0].dst,
+        "10.5.0.9".parse::<std::net::IpAddr>().unwrap()
+    );
+}
+
+/// IPv6 inner packets (next header 41) through an IPv4 underlay.
+#[test]
+fn ipv6_inner_traffic() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP: {why}");
+        return;
+    }
+    let lab = Lab::start(Encap::Udp);
+    lab.a
+        .ip(&["addr", "add", "fd00:10::1/64", "dev", "cw-e2e", "nodad"])
+        .unwrap();
+    lab.b
+        .ip(&["addr", "add", "fd00:10::2/64", "dev", "cw-e2e", "nodad"])
+        .unwrap();
+    // With the /32 IPv4 selectors, IPv6 is refused by policy.
+    let refused = !ping(&lab.a, "fd00:10::1", "fd00:10::2", "1");
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+    lab.sa.cmd.send(Cmd::AllowAll(ack_tx.clone())).unwrap();
+    lab.sb.cmd.send(Cmd::AllowAll(ack_tx)).unwrap();
+    ack_rx.recv().unwrap();
+    ack_rx.recv().unwrap();
+    let ok = ping(&lab.a, "fd00:10::1", "fd00:10::2", "3");
+    let [ca, _ga, cb, _gb] = lab.stop();
+    eprintln!("A: {ca:?}\nB: {cb:?}");
+    assert!(refused, "IPv6 outside the selectors must be dropped");
+    assert_eq!(cb.dropped(DropReason::Policy), 1, "{cb:?}");
+    assert!(ok, "ping6 through the tunnel");
+    assert_eq!((cb.packets_in, ca.packets_in), (3, 3), "{ca:?} {cb:?}");
 }

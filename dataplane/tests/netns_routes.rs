@@ -113,23 +113,27 @@ fn add_list_flush(count: usize) {
             // Deleting a route that is gone reports ESRCH for exactly that op.
             let f = nl.apply_routes(&ops[..3])?;
             assert!(f.is_empty());
-            let del: Vec<RouteOp> = ops[..3]
+            let missing = RouteOp::Delete(Route::dev(
+                "10.250.0.0/24".parse().unwrap(),
+                tun.ifindex(),
+                PROTO,
+                TABLE_MAIN,
+            ));
+            let mut del: Vec<RouteOp> = ops[..3]
                 .iter()
                 .map(|o| match o {
                     RouteOp::Replace(r) => RouteOp::Delete(r.clone()),
                     other => other.clone(),
                 })
-                .chain(std::iter::once(RouteOp::Delete(Route::dev(
-                    "10.250.0.0/24".parse().unwrap(),
-                    tun.ifindex(),
-                    PROTO,
-                    TABLE_MAIN,
-                ))))
                 .collect();
+            // A failure in the middle of a batch and one at its end (the ACKed message).
+            del.insert(1, missing.clone());
+            del.push(missing);
             let f = nl.apply_routes(&del)?;
-            assert_eq!(f.len(), 1, "{f:?}");
-            assert_eq!(f[0].0, 3);
-            assert_eq!(f[0].1.raw_os_error(), Some(libc::ESRCH));
+            assert_eq!(f.len(), 2, "{f:?}");
+            assert_eq!((f[0].0, f[1].0), (1, 4));
+            assert!(nl.list_routes(Some(PROTO))?.is_empty());
+            assert!(f.iter().all(|(_, e)| e.raw_os_error() == Some(libc::ESRCH)));
             Ok(())
         })
         .unwrap();

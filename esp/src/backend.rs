@@ -5,7 +5,8 @@
 //! (seal/open in place with a detached 16-byte tag), an AES-CBC key (encrypt/decrypt in
 //! place, no padding: ESP pads itself), and an HMAC key. All operations take `&self`, so
 //! one key can be used from several threads at once, and none of them may allocate per
-//! call. Implementations must wipe key material when a key is dropped and must not print
+//! call (no random source is needed: IVs are derived, see [`Sa::seal`](crate::Sa::seal)).
+//! Implementations must wipe key material when a key is dropped and must not print
 //! it in `Debug`.
 
 use crate::suite::Integrity;
@@ -70,7 +71,7 @@ pub trait MacKey: Send + Sync {
     fn sign(&self, parts: &[&[u8]], out: &mut [u8; MAX_MAC_LEN]) -> Result<usize, BackendError>;
 }
 
-/// A crypto backend: constructors for the three key kinds and a random source.
+/// A crypto backend: constructors for the three key kinds.
 pub trait Backend: Send + Sync + 'static {
     /// AES-GCM key type.
     type Aead: AeadKey;
@@ -85,8 +86,6 @@ pub trait Backend: Send + Sync + 'static {
     fn cbc_key(key: &[u8]) -> Result<Self::Cbc, BackendError>;
     /// An HMAC key for `alg` (any key length; ESP uses the hash output length).
     fn mac_key(alg: Integrity, key: &[u8]) -> Result<Self::Mac, BackendError>;
-    /// Fills `out` with cryptographically secure random bytes (CBC IVs).
-    fn fill_random(out: &mut [u8]) -> Result<(), BackendError>;
 }
 
 /// The default backend: `aws-lc-rs` (AES-NI/VAES + CLMUL assembly on x86-64).
@@ -261,9 +260,5 @@ impl Backend for AwsLc {
             Integrity::HmacSha512_256 => hmac::HMAC_SHA512,
         };
         Ok(AwsLcMac(hmac::Key::new(a, key)))
-    }
-
-    fn fill_random(out: &mut [u8]) -> Result<(), BackendError> {
-        aws_lc_rs::rand::fill(out).map_err(|_| BackendError)
     }
 }

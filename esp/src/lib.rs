@@ -47,7 +47,8 @@
 //! [`LifetimeEvent::Soft`] is reported [`SEQ_SOFT_MARGIN`] packets before that. The
 //! AES-GCM IV is the 64-bit sequence number, so it is unique per key as long as one key
 //! is used by exactly one outbound `Sa` (never build two from the same KEYMAT). The CBC IV
-//! is random (RFC 3602 §3). [`Sa::seal_ip`] picks the next header (4 or 41) from the IP
+//! is unpredictable as RFC 3602 §3 requires: AES_K(seq || SPI || const), the method of
+//! NIST SP 800-38A Appendix C. [`Sa::seal_ip`] picks the next header (4 or 41) from the IP
 //! version nibble ([`ip_next_header`]).
 //!
 //! # Opening (inbound), in place
@@ -83,7 +84,7 @@
 //! # Crypto backend
 //!
 //! [`backend::Backend`] is the one small trait set an SA needs (AEAD seal/open in place
-//! with a detached tag, CBC encrypt/decrypt in place, HMAC, random); [`Sa`] is generic
+//! with a detached tag, CBC encrypt/decrypt in place, HMAC); [`Sa`] is generic
 //! over it with the `aws-lc-rs` backend [`backend::AwsLc`] as default.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -145,6 +146,13 @@ mod tests {
             Suite::all().map(|s| s.max_trailer_len()).max(),
             Some(MAX_TRAILER_LEN)
         );
+    }
+
+    #[test]
+    fn sa_is_shareable_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Sa>();
+        send_sync::<ReplayWindow>();
     }
 
     #[test]

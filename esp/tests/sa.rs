@@ -564,3 +564,26 @@ fn wrong_key_lengths_are_refused() {
     )
     .is_err());
 }
+
+#[test]
+fn ivs_are_unique_and_cbc_ivs_unpredictable_looking() {
+    for suite in suites() {
+        let (out, _) = pair(suite, true, 0, 0);
+        let ivs: Vec<Vec<u8>> = (0..64)
+            .map(|_| seal(&out, b"same payload", 4).0[8..suite.header_len()].to_vec())
+            .collect();
+        let distinct: HashSet<&Vec<u8>> = ivs.iter().collect();
+        assert_eq!(distinct.len(), ivs.len(), "{suite}: IV reuse");
+        if suite.is_aead() {
+            // RFC 4106: the explicit IV is the 64-bit sequence number.
+            assert_eq!(ivs[4], 5u64.to_be_bytes());
+        } else {
+            // Not the counter in clear, and different keys give different IVs.
+            assert!(!ivs.iter().any(|iv| iv[..8] == 5u64.to_be_bytes()));
+            let k2 = keymat(suite, 0x11);
+            let out2 =
+                Sa::from_keymat(SaParams::new(SPI, Direction::Outbound, suite), &k2).expect("sa");
+            assert_ne!(seal(&out2, b"x", 4).0[8..24], ivs[0][..]);
+        }
+    }
+}

@@ -6,6 +6,7 @@
 //!     [--initiate] [--ike aes256-sha1-modp1024] [--esp aes256gcm16] \
 //!     [--local-ts 10.1.0.0/16] [--remote-ts 10.2.0.0/16] [--local-id ID] [--remote-id ID] \
 //!     [--encap auto|force] [--hold SECONDS] [--timeout SECONDS]
+//!     [--rekey-after SECONDS] [--rekey-ike-after SECONDS]
 //! ```
 //!
 //! Exits 0 after a Child SA came up, was held for `--hold` seconds and the IKE SA was
@@ -36,6 +37,8 @@ struct Args {
     encap: Encap,
     hold: f64,
     timeout: f64,
+    rekey_after: Option<f64>,
+    rekey_ike_after: Option<f64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -53,6 +56,8 @@ fn parse_args() -> Result<Args, String> {
         encap: Encap::Auto,
         hold: 0.0,
         timeout: 60.0,
+        rekey_after: None,
+        rekey_ike_after: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -81,6 +86,8 @@ fn parse_args() -> Result<Args, String> {
             }
             "--hold" => a.hold = v.parse().map_err(|e| bad(&e))?,
             "--timeout" => a.timeout = v.parse().map_err(|e| bad(&e))?,
+            "--rekey-after" => a.rekey_after = Some(v.parse().map_err(|e| bad(&e))?),
+            "--rekey-ike-after" => a.rekey_ike_after = Some(v.parse().map_err(|e| bad(&e))?),
             _ => return Err(format!("unknown option {k}")),
         }
     }
@@ -146,11 +153,22 @@ fn event_json(e: &Event) -> String {
         Event::IkeSaDeleted { spi_i, spi_r } => format!(
             "{{\"event\":\"ike_sa_deleted\",\"spi_i\":\"{spi_i:016x}\",\"spi_r\":\"{spi_r:016x}\"}}"
         ),
+        Event::IkeSaRekeyed {
+            old_spi_i,
+            old_spi_r,
+            spi_i,
+            spi_r,
+            suite,
+        } => format!(
+            "{{\"event\":\"ike_sa_rekeyed\",\"old_spi_i\":\"{old_spi_i:016x}\",\"old_spi_r\":\"{old_spi_r:016x}\",\"spi_i\":\"{spi_i:016x}\",\"spi_r\":\"{spi_r:016x}\",\"suite\":{}}}",
+            json_str(&suite.to_string())
+        ),
         Event::Failed(r) => format!(
             "{{\"event\":\"failed\",\"reason\":{},\"debug\":{}}}",
             json_str(&r.to_string()),
             json_str(&format!("{r:?}"))
         ),
+        other => format!("{{\"event\":\"other\",\"debug\":{}}}", json_str(&format!("{other:?}"))),
     }
 }
 
@@ -243,6 +261,9 @@ fn main() {
         ep.initiate(Instant::now());
     }
     let mut hold_until: Option<Instant> = None;
+    // (when, our inbound SPI of the first Child SA) for `--rekey-after`.
+    let mut rekey: Option<(Instant, u32)> = None;
+    let mut rekey_ike: Option<Instant> = None;
     let mut terminated = false;
     let mut code = 1;
     loop {
@@ -253,8 +274,14 @@ fn main() {
         while let Some(e) = ep.poll_event() {
             print(event_json(&e));
             match e {
-                Event::ChildSaEstablished(_) if hold_until.is_none() => {
+                Event::ChildSaEstablished(c) if hold_until.is_none() => {
                     code = 0;
+                    if let Some(s) = a.rekey_ike_after {
+                        rekey_ike = Some(Instant::now() + Duration::from_secs_f64(s));
+                    }
+                    if let Some(s) = a.rekey_after {
+                        rekey = Some((Instant::now() + Duration::from_secs_f64(s), c.local_spi));
+                    }
                     hold_until = Some(if a.hold < 0.0 {
                         deadline
                     } else {
@@ -280,6 +307,18 @@ fn main() {
             }
             break;
         }
+        if let Some((t, spi)) = rekey {
+            if now >= t {
+                rekey = None;
+                ep.rekey_child(now, spi);
+                continue;
+            }
+        }
+        if rekey_ike.is_some_and(|t| now >= t) {
+            rekey_ike = None;
+            ep.rekey_ike(now);
+            continue;
+        }
         if let Some(h) = hold_until {
             if now >= h && !terminated {
                 terminated = true;
@@ -293,6 +332,12 @@ fn main() {
         }
         if let Some(h) = hold_until.filter(|_| !terminated) {
             wake = wake.min(h);
+        }
+        if let Some((t, _)) = rekey {
+            wake = wake.min(t);
+        }
+        if let Some(t) = rekey_ike {
+            wake = wake.min(t);
         }
         let wait = wake.saturating_duration_since(now);
         match rx.recv_timeout(wait) {

@@ -169,9 +169,9 @@ pub struct Config {
     pub local_ts: Vec<TrafficSelector>,
     /// The peer's traffic selectors.
     pub remote_ts: Vec<TrafficSelector>,
-    /// IKE SA lifetime (reported; rekeying is not implemented yet).
+    /// IKE SA lifetime (bounds [`Config::ike_rekey_time`]).
     pub ike_lifetime: Duration,
-    /// Child SA lifetime (reported in the event).
+    /// Child SA lifetime (reported in the event; bounds [`Config::child_rekey_time`]).
     pub child_lifetime: Duration,
     /// First retransmission timeout (strongSwan: 4 s).
     pub retransmit_timeout: Duration,
@@ -187,6 +187,15 @@ pub struct Config {
     /// the peer; `None` disables it. An unanswered check ends in
     /// [`crate::FailReason::PeerUnreachable`] after the retransmissions.
     pub dpd_delay: Option<Duration>,
+    /// Rekey each Child SA (CREATE_CHILD_SA, make-before-break) this long after it was
+    /// created; `None` never rekeys. Default 24,300 s; never later than 90 % of
+    /// `child_lifetime`. As IKE responder Causeway waits 5 % longer, so that normally the
+    /// IKE initiator rekeys.
+    pub child_rekey_time: Option<Duration>,
+    /// Rekey the IKE SA (CREATE_CHILD_SA) this long after it was created; `None` never
+    /// rekeys. Default 25,920 s; never later than 90 % of `ike_lifetime`; the IKE
+    /// responder waits 5 % longer.
+    pub ike_rekey_time: Option<Duration>,
     /// How long a responder keeps an IKE SA whose IKE_AUTH never arrives.
     pub half_open_timeout: Duration,
 }
@@ -216,6 +225,8 @@ impl Config {
             encap: Encap::Auto,
             initial_contact: true,
             dpd_delay: None,
+            child_rekey_time: Some(Duration::from_secs(27_000 * 9 / 10)),
+            ike_rekey_time: Some(Duration::from_secs(28_800 * 9 / 10)),
             half_open_timeout: Duration::from_secs(30),
         }
     }
@@ -223,7 +234,9 @@ impl Config {
     /// Delay before retransmission number `n` (0 = first send): `timeout × base^n`.
     pub fn retransmit_delay(&self, n: u32) -> Duration {
         let f = self.retransmit_base.max(1.0).powi(n.min(30) as i32);
-        self.retransmit_timeout.mul_f64(f.min(1e6))
+        // Saturating: never panics on odd configured values.
+        Duration::try_from_secs_f64(self.retransmit_timeout.as_secs_f64() * f.min(1e6))
+            .unwrap_or(Duration::from_secs(86_400))
     }
 }
 

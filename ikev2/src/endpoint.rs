@@ -33,6 +33,20 @@ pub struct IkeSaInfo {
     pub established_at: Option<Instant>,
 }
 
+/// Counters of one [`Endpoint`] (since it was created).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// IKE datagrams handed to [`Endpoint::handle_datagram`].
+    pub received: u64,
+    /// Of those, dropped without effect: malformed, from an unexpected address, for an
+    /// unknown SPI or message ID, or failing the integrity check.
+    pub dropped: u64,
+    /// Our requests sent again after a timeout.
+    pub retransmitted: u64,
+    /// Cached responses sent again for a retransmitted request.
+    pub resent_responses: u64,
+}
+
 /// One configured IKEv2 connection: it initiates when told to, answers the peer's
 /// IKE_SA_INIT, and runs IKE_AUTH and INFORMATIONAL for its IKE SAs.
 ///
@@ -45,6 +59,7 @@ pub struct Endpoint {
     sas: Vec<IkeSa>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    stats: Stats,
 }
 
 impl fmt::Debug for Endpoint {
@@ -67,6 +82,7 @@ impl Endpoint {
             sas: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            stats: Stats::default(),
         }
     }
 
@@ -86,6 +102,8 @@ impl Endpoint {
             now,
             transmits: &mut self.transmits,
             events: &mut self.events,
+            other_sas: self.sas.len().saturating_sub(1),
+            stats: &mut self.stats,
         };
         let r = f(&mut ctx, &mut self.sas);
         self.sas.retain(|s| s.state != State::Dead);
@@ -118,6 +136,26 @@ impl Endpoint {
         })
     }
 
+    /// Rekeys one Child SA (CREATE_CHILD_SA, by our inbound SPI): a new Child SA is
+    /// reported first, then the old one as deleted (make-before-break). Returns false if no
+    /// such Child SA. Also happens by itself at [`Config::child_rekey_time`].
+    pub fn rekey_child(&mut self, now: Instant, local_spi: u32) -> bool {
+        self.with_ctx(now, |ctx, sas| {
+            sas.iter_mut().any(|sa| sa.rekey_child(ctx, local_spi))
+        })
+    }
+
+    /// Rekeys every established IKE SA (CREATE_CHILD_SA, RFC 7296 §2.18): the Child SAs
+    /// move to the new IKE SA ([`Event::IkeSaRekeyed`]), then the old one is deleted.
+    /// Also happens by itself at [`Config::ike_rekey_time`].
+    pub fn rekey_ike(&mut self, now: Instant) {
+        self.with_ctx(now, |ctx, sas| {
+            for sa in sas.iter_mut() {
+                sa.rekey_ike(ctx);
+            }
+        });
+    }
+
     /// Sends an empty INFORMATIONAL request on every established IKE SA (liveness check;
     /// no answer after the retransmissions gives [`crate::FailReason::PeerUnreachable`]).
     pub fn check_liveness(&mut self, now: Instant) {
@@ -137,45 +175,46 @@ impl Endpoint {
         to: SocketAddr,
         bytes: &[u8],
     ) {
+        self.stats.received += 1;
         // 1. Header first: which SA is this for?
-        let Ok(h) = Header::new_checked(bytes) else {
-            return;
-        };
-        let Ok(hdr) = HeaderRepr::parse(&h) else {
-            return;
-        };
-        let Ok(msg) = Message::parse(bytes) else {
+        let parsed = Header::new_checked(bytes)
+            .ok()
+            .and_then(|h| HeaderRepr::parse(&h).ok())
+            .zip(Message::parse(bytes).ok());
+        let Some((hdr, msg)) = parsed else {
+            self.stats.dropped += 1;
             return;
         };
         let peer_ip = self.config.remote_addr.ip();
         if !peer_ip.is_unspecified() && from.ip() != peer_ip {
+            self.stats.dropped += 1;
             return;
         }
-        self.with_ctx(now, |ctx, sas| {
+        let used = self.with_ctx(now, |ctx, sas| {
             // 2. A new (or retransmitted) IKE_SA_INIT request.
             if hdr.exchange_type == ExchangeType::IKE_SA_INIT && !hdr.flags.response {
                 if hdr.spi_r != 0 {
-                    return;
+                    return false;
                 }
                 if let Some(sa) = sas
                     .iter_mut()
                     .find(|s| !s.initiator && s.spi_i == hdr.spi_i && s.remote.ip() == from.ip())
                 {
                     if sa.handle_init_duplicate(ctx, bytes) {
-                        return;
+                        return true;
                     }
                 }
                 if let Some(sa) = IkeSa::respond_init(ctx, &hdr, &msg, bytes, from, to) {
                     sas.push(sa);
                 }
-                return;
+                return true;
             }
             // 3. Everything else belongs to an existing SA.
             let Some(i) = sas.iter().position(|s| {
                 s.spi_i == hdr.spi_i
                     && (s.spi_r == hdr.spi_r || (s.state == State::InitSent && hdr.flags.response))
             }) else {
-                return;
+                return false;
             };
             let before_up = sas[i].is_established();
             let r = if hdr.flags.response {
@@ -183,7 +222,10 @@ impl Endpoint {
             } else {
                 sas[i].handle_request(ctx, &hdr, &msg, bytes, from, to)
             };
-            let _ = r;
+            // An IKE SA rekey made a new IKE SA.
+            if let Some(new) = sas[i].spawned.take() {
+                sas.push(*new);
+            }
             // 4. INITIAL_CONTACT (RFC 7296 §2.4): the peer forgot every other IKE SA.
             if !before_up && sas[i].is_established() && sas[i].initial_contact {
                 let keep = (sas[i].spi_i, sas[i].spi_r);
@@ -193,7 +235,24 @@ impl Endpoint {
                     }
                 }
             }
+            r.is_ok()
         });
+        if !used {
+            self.stats.dropped += 1;
+        }
+    }
+
+    /// Counters since the endpoint was created.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Tells the endpoint that traffic (e.g. ESP) arrived from the peer: postpones the
+    /// liveness checks of [`Config::dpd_delay`] like an IKE message would.
+    pub fn peer_alive(&mut self, now: Instant) {
+        for sa in &mut self.sas {
+            sa.peer_alive(now);
+        }
     }
 
     /// Handles timer expiry: retransmissions and giving up on an unreachable peer.

@@ -106,6 +106,7 @@ pub struct ChildSa {
 
 /// Why an IKE SA or Child SA could not be set up, or died. Each variant says what to do.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FailReason {
     /// The peer rejected our AUTH, or our check of its AUTH failed: the PSKs differ
     /// (or the identities do not match what the peer expects).
@@ -147,6 +148,7 @@ pub enum FailReason {
 
 /// Something the daemon must act on.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Event {
     /// The IKE SA is up (after IKE_AUTH).
     IkeSaEstablished {
@@ -181,6 +183,20 @@ pub enum Event {
         spi_i: u64,
         /// Responder's SPI.
         spi_r: u64,
+    },
+    /// The peer rekeyed the IKE SA (CREATE_CHILD_SA): the new IKE SA carries on with the
+    /// same Child SAs; the old one goes away without an [`Event::IkeSaDeleted`].
+    IkeSaRekeyed {
+        /// Old initiator's SPI.
+        old_spi_i: u64,
+        /// Old responder's SPI.
+        old_spi_r: u64,
+        /// New initiator's SPI.
+        spi_i: u64,
+        /// New responder's SPI.
+        spi_r: u64,
+        /// Negotiated algorithms of the new IKE SA.
+        suite: IkeSuite,
     },
     /// Setting up failed, or an established SA died.
     Failed(FailReason),

@@ -22,6 +22,8 @@ use crate::wire::{
     NotifyPayload, NotifyType, Payload, PayloadSlice, PayloadType, ProtocolId,
 };
 
+mod rekey;
+
 /// Nonce length we send (RFC 7296 §2.10: at least half the PRF key size, 16..=256).
 const NONCE_LEN: usize = 32;
 /// The NAT-T port (RFC 3948).
@@ -34,6 +36,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) now: Instant,
     pub(crate) transmits: &'a mut VecDeque<Transmit>,
     pub(crate) events: &'a mut VecDeque<Event>,
+    /// How many other IKE SAs the endpoint holds (INITIAL_CONTACT is only sent without).
+    pub(crate) other_sas: usize,
+    pub(crate) stats: &'a mut crate::endpoint::Stats,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +64,10 @@ enum ReqKind {
     DeleteIke,
     DeleteChild(Vec<u32>),
     Liveness,
+    /// CREATE_CHILD_SA rekeying the Child SA with this inbound SPI.
+    RekeyChild(u32),
+    /// CREATE_CHILD_SA rekeying the IKE SA.
+    RekeyIke,
 }
 
 struct Pending {
@@ -69,10 +78,30 @@ struct Pending {
     deadline: Instant,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct ChildRef {
     pub(crate) local_spi: u32,
     pub(crate) remote_spi: u32,
+    local_ts: Vec<TrafficSelector>,
+    remote_ts: Vec<TrafficSelector>,
+    /// When to start rekeying it (None: not scheduled or already in progress).
+    rekey_at: Option<Instant>,
+}
+
+/// What a new Child SA's keys and selectors come from.
+struct NewChild<'a> {
+    local_spi: u32,
+    remote_spi: u32,
+    suite: ChildSuite,
+    /// TSi and TSr of the exchange that created it.
+    tsi: Vec<TrafficSelector>,
+    tsr: Vec<TrafficSelector>,
+    /// Whether we initiated that exchange (KEYMAT and TS order, RFC 7296 §2.17).
+    we_initiated: bool,
+    /// PFS shared secret (CREATE_CHILD_SA with KE).
+    g_ir: Option<&'a crate::crypto::Secret>,
+    ni: &'a [u8],
+    nr: &'a [u8],
 }
 
 /// One IKE SA.
@@ -113,6 +142,20 @@ pub(crate) struct IkeSa {
     half_open_until: Option<Instant>,
     /// Liveness-check interval after silence (copied from the configuration).
     dpd_delay: Option<std::time::Duration>,
+    /// Our outstanding Child SA rekey.
+    child_req: Option<rekey::ChildReq>,
+    /// A new IKE SA created by a rekey, for the endpoint to adopt.
+    pub(crate) spawned: Option<Box<IkeSa>>,
+    /// Replaced by a rekeyed IKE SA: its deletion is not reported.
+    rekeyed: bool,
+    /// Our outstanding IKE SA rekey.
+    ike_req: Option<rekey::IkeReq>,
+    /// Our last completed Child SA rekey (for collisions).
+    recent_rekey: Option<rekey::RecentRekey>,
+    /// When to rekey this IKE SA.
+    ike_rekey_at: Option<Instant>,
+    /// DH group the peer asked for (INVALID_KE_PAYLOAD) on our last IKE rekey.
+    ike_rekey_group: Option<DhGroup>,
 }
 
 /// Why an incoming message was dropped without an answer (logged by nobody: the
@@ -132,6 +175,20 @@ fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
     }
     ctx.update(&addr.port().to_be_bytes());
     ctx.finish().as_ref().to_vec()
+}
+
+/// `now + d`, saturating far in the future instead of panicking on overflow (the
+/// durations come from the configuration).
+pub(crate) fn at(now: Instant, d: std::time::Duration) -> Instant {
+    const FAR: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+    now.checked_add(d.min(FAR))
+        .or_else(|| now.checked_add(std::time::Duration::from_secs(86_400)))
+        .unwrap_or(now)
+}
+
+/// `d × f` without panicking (saturates).
+pub(crate) fn scale(d: std::time::Duration, f: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(d.as_secs_f64() * f).unwrap_or(std::time::Duration::MAX)
 }
 
 fn notify(t: NotifyType, data: Vec<u8>) -> Payload {
@@ -226,6 +283,13 @@ impl IkeSa {
             last_heard: ctx.now,
             half_open_until: None,
             dpd_delay: ctx.config.dpd_delay,
+            child_req: None,
+            spawned: None,
+            rekeyed: false,
+            ike_req: None,
+            recent_rekey: None,
+            ike_rekey_at: None,
+            ike_rekey_group: None,
         }
     }
 
@@ -234,14 +298,33 @@ impl IkeSa {
         let retransmit = self.pending.as_ref().map(|p| p.deadline);
         let half_open = self
             .half_open_until
-            .filter(|_| self.state == State::HalfOpen);
+            .filter(|_| self.state == State::HalfOpen || self.rekeyed);
+        let rekey = match self.state {
+            State::Established if !self.rekeyed => self
+                .children
+                .iter()
+                .filter_map(|c| c.rekey_at)
+                .chain(self.ike_rekey_at)
+                .min(),
+            _ => None,
+        };
         let dpd = match (self.state, &self.pending, self.dpd_delay) {
             (State::Established, None, Some(d)) if self.queued.is_empty() => {
-                Some(self.last_heard + d)
+                Some(at(self.last_heard, d))
             }
             _ => None,
         };
-        [retransmit, half_open, dpd].into_iter().flatten().min()
+        [retransmit, half_open, dpd, rekey]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Traffic from the peer arrived: postpone the next liveness check.
+    pub(crate) fn peer_alive(&mut self, now: Instant) {
+        if now > self.last_heard {
+            self.last_heard = now;
+        }
     }
 
     pub(crate) fn is_established(&self) -> bool {
@@ -383,7 +466,7 @@ impl IkeSa {
             transmit: t,
             kind,
             tries: 0,
-            deadline: ctx.now + ctx.config.retransmit_delay(0),
+            deadline: at(ctx.now, ctx.config.retransmit_delay(0)),
         });
     }
 
@@ -403,7 +486,7 @@ impl IkeSa {
                 remote_spi: c.remote_spi,
             });
         }
-        if ike_was_up {
+        if ike_was_up && !self.rekeyed {
             ctx.events.push_back(Event::IkeSaDeleted {
                 spi_i: self.spi_i,
                 spi_r: self.spi_r,
@@ -567,7 +650,9 @@ impl IkeSa {
         );
         let auth = psk_auth(suite.prf, cfg.psk.as_bytes(), &octets);
         let mut inner = vec![Payload::IdI(idi)];
-        if cfg.initial_contact {
+        // Only when we hold no other IKE SA with this peer, in any state: after a restart,
+        // not when both sides initiated at the same time (RFC 7296 §2.4).
+        if cfg.initial_contact && ctx.other_sas == 0 {
             inner.push(notify(NotifyType::INITIAL_CONTACT, Vec::new()));
         }
         inner.push(Payload::Auth(AuthPayload {
@@ -706,6 +791,7 @@ impl IkeSa {
         self.peer_id = peer;
         self.state = State::Established;
         self.established_at = Some(ctx.now);
+        self.ike_rekey_at = rekey::ike_rekey_at(ctx, self.initiator);
         self.pending = None;
         ctx.events.push_back(self.established_event());
         // 3. The first Child SA.
@@ -744,7 +830,21 @@ impl IkeSa {
             return;
         }
         let local_spi = self.first_child_spi;
-        self.install_child(ctx, local_spi, remote_spi, child_suite, tsi, tsr);
+        let (ni, nr) = (self.ni.clone(), self.nr.clone());
+        self.install_child(
+            ctx,
+            NewChild {
+                local_spi,
+                remote_spi,
+                suite: child_suite,
+                tsi,
+                tsr,
+                we_initiated: true,
+                g_ir: None,
+                ni: &ni,
+                nr: &nr,
+            },
+        );
     }
 
     fn established_event(&self) -> Event {
@@ -769,15 +869,18 @@ impl IkeSa {
     }
 
     /// Derives KEYMAT and reports a Child SA. `local_ts`/`remote_ts` from our view.
-    fn install_child(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        local_spi: u32,
-        remote_spi: u32,
-        child_suite: ChildSuite,
-        tsi: Vec<TrafficSelector>,
-        tsr: Vec<TrafficSelector>,
-    ) {
+    fn install_child(&mut self, ctx: &mut Ctx<'_>, n: NewChild<'_>) {
+        let NewChild {
+            local_spi,
+            remote_spi,
+            suite: child_suite,
+            tsi,
+            tsr,
+            we_initiated,
+            g_ir,
+            ni,
+            nr,
+        } = n;
         let (Some(keys), Some(ike)) = (&self.keys, self.suite) else {
             return;
         };
@@ -786,32 +889,36 @@ impl IkeSa {
                 .push_back(Event::Failed(FailReason::NoProposalChosen { what: "ESP" }));
             return;
         };
-        let km = match ChildKeys::for_suite(
-            ike.prf,
-            &child_suite.to_crypto(),
-            &keys.sk_d,
-            None,
-            &self.ni,
-            &self.nr,
-        ) {
-            Ok(k) => k,
-            Err(e) => {
-                ctx.events
-                    .push_back(Event::Failed(FailReason::KeyExchange(e.to_string())));
-                return;
-            }
-        };
+        let km =
+            match ChildKeys::for_suite(ike.prf, &child_suite.to_crypto(), &keys.sk_d, g_ir, ni, nr)
+            {
+                Ok(k) => k,
+                Err(e) => {
+                    ctx.events
+                        .push_back(Event::Failed(FailReason::KeyExchange(e.to_string())));
+                    return;
+                }
+            };
         let i2r = join(&km.encr_i2r, &km.integ_i2r);
         let r2i = join(&km.encr_r2i, &km.integ_r2i);
         let elen = km.encr_i2r.len();
-        let (keys_in, keys_out, local_ts, remote_ts) = if self.initiator {
+        let (keys_in, keys_out, local_ts, remote_ts) = if we_initiated {
             (EspKeys::new(&r2i, elen), EspKeys::new(&i2r, elen), tsi, tsr)
         } else {
             (EspKeys::new(&i2r, elen), EspKeys::new(&r2i, elen), tsr, tsi)
         };
+        let rekey_at = ctx.config.child_rekey_time.map(|t| {
+            // Never later than 90 % of the lifetime, whatever was configured.
+            let t = t.min(scale(ctx.config.child_lifetime, 0.9));
+            // The IKE responder waits 5 % longer, so that normally only one side rekeys.
+            at(ctx.now, if self.initiator { t } else { scale(t, 1.05) })
+        });
         self.children.push(ChildRef {
             local_spi,
             remote_spi,
+            local_ts: local_ts.clone(),
+            remote_ts: remote_ts.clone(),
+            rekey_at,
         });
         ctx.events
             .push_back(Event::ChildSaEstablished(Box::new(ChildSa {
@@ -973,7 +1080,7 @@ impl IkeSa {
         }
         // 3. Our DH, nonce, SPI and the keys.
         let mut sa = IkeSa::blank(ctx, false, hdr.spi_i, local, from);
-        sa.half_open_until = Some(ctx.now + cfg.half_open_timeout);
+        sa.half_open_until = Some(at(ctx.now, cfg.half_open_timeout));
         sa.spi_r = random_u64(ctx.rng);
         sa.state = State::HalfOpen;
         sa.ke_group = suite.dh;
@@ -1063,6 +1170,7 @@ impl IkeSa {
         }
         if let Some((0, t)) = &self.last_resp {
             ctx.transmits.push_back(t.clone());
+            ctx.stats.resent_responses += 1;
         }
         true
     }
@@ -1083,6 +1191,7 @@ impl IkeSa {
         if let Some((id, t)) = &self.last_resp {
             if *id == hdr.message_id {
                 ctx.transmits.push_back(t.clone());
+                ctx.stats.resent_responses += 1;
                 return Ok(());
             }
         }
@@ -1106,8 +1215,7 @@ impl IkeSa {
                 r
             }
             (State::Established | State::Deleting, ExchangeType::CREATE_CHILD_SA) => {
-                // Rekeying is not implemented: refuse politely (RFC 7296 §1.3).
-                vec![notify(NotifyType::NO_ADDITIONAL_SAS, Vec::new())]
+                self.handle_create_child(ctx, &inner)
             }
             _ => return Err(Drop("exchange not expected in this state")),
         };
@@ -1203,6 +1311,7 @@ impl IkeSa {
         self.initial_contact = inner.notify(NotifyType::INITIAL_CONTACT).is_some();
         self.state = State::Established;
         self.established_at = Some(ctx.now);
+        self.ike_rekey_at = rekey::ike_rekey_at(ctx, self.initiator);
         ctx.events.push_back(self.established_event());
         // 3. The first Child SA: proposal (without DH, RFC 7296 §1.2) and selectors.
         let offered: Vec<(u32, u8, Proposal)> = inner
@@ -1241,7 +1350,21 @@ impl IkeSa {
             .to_wire(*number, local_spi.to_be_bytes().to_vec())]));
         resp.push(Payload::TsI(ts::to_wire_list(&tsi)));
         resp.push(Payload::TsR(ts::to_wire_list(&tsr)));
-        self.install_child(ctx, local_spi, *remote_spi, child_suite, tsi, tsr);
+        let (ni, nr) = (self.ni.clone(), self.nr.clone());
+        self.install_child(
+            ctx,
+            NewChild {
+                local_spi,
+                remote_spi: *remote_spi,
+                suite: child_suite,
+                tsi,
+                tsr,
+                we_initiated: false,
+                g_ir: None,
+                ni: &ni,
+                nr: &nr,
+            },
+        );
         resp
     }
 
@@ -1329,6 +1452,8 @@ impl IkeSa {
                 }
             }
             ReqKind::Liveness => {}
+            ReqKind::RekeyChild(_) => self.handle_rekey_child_response(ctx, &inner),
+            ReqKind::RekeyIke => self.handle_rekey_ike_response(ctx, &inner),
         }
         self.flush_queue(ctx);
         Ok(())
@@ -1380,7 +1505,32 @@ impl IkeSa {
         let Some(kind) = self.queued.pop_front() else {
             return;
         };
-        let inner = match &kind {
+        let (exchange, inner) = match &kind {
+            ReqKind::RekeyChild(old) => match self.build_rekey_child(ctx, *old) {
+                Some(p) => (ExchangeType::CREATE_CHILD_SA, p),
+                None => return self.flush_queue(ctx),
+            },
+            ReqKind::RekeyIke => match self.build_rekey_ike(ctx) {
+                Some(p) => (ExchangeType::CREATE_CHILD_SA, p),
+                None => return self.flush_queue(ctx),
+            },
+            _ => (
+                ExchangeType::INFORMATIONAL,
+                self.informational_payloads(&kind),
+            ),
+        };
+        let id = self.next_req_id;
+        match self.encrypt(ctx, exchange, false, id, &inner) {
+            Ok(bytes) => {
+                self.next_req_id = self.next_req_id.wrapping_add(1);
+                self.send_request(ctx, id, kind, bytes);
+            }
+            Err(e) => self.fail(ctx, e),
+        }
+    }
+
+    fn informational_payloads(&self, kind: &ReqKind) -> Vec<Payload> {
+        match kind {
             ReqKind::DeleteIke => vec![Payload::Delete(DeletePayload {
                 protocol: ProtocolId::IKE,
                 spis: Vec::new(),
@@ -1390,14 +1540,6 @@ impl IkeSa {
                 spis: spis.clone(),
             })],
             _ => Vec::new(),
-        };
-        let id = self.next_req_id;
-        match self.encrypt(ctx, ExchangeType::INFORMATIONAL, false, id, &inner) {
-            Ok(bytes) => {
-                self.next_req_id = self.next_req_id.wrapping_add(1);
-                self.send_request(ctx, id, kind, bytes);
-            }
-            Err(e) => self.fail(ctx, e),
         }
     }
 
@@ -1405,14 +1547,18 @@ impl IkeSa {
 
     /// Retransmits the outstanding request, or gives up (RFC 7296 §2.1).
     pub(crate) fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
-        // A half-open SA whose IKE_AUTH never came is forgotten silently.
-        if self.state == State::HalfOpen && self.half_open_until.is_some_and(|t| ctx.now >= t) {
+        // A half-open SA whose IKE_AUTH never came, or a rekeyed one the peer did not
+        // delete, is forgotten silently.
+        if (self.state == State::HalfOpen || self.rekeyed)
+            && self.half_open_until.is_some_and(|t| ctx.now >= t)
+        {
             self.state = State::Dead;
             return;
         }
+        self.due_rekeys(ctx);
         // Liveness check after `dpd_delay` of silence (RFC 7296 §2.4).
         if let (State::Established, None, Some(d)) = (self.state, &self.pending, self.dpd_delay) {
-            if self.queued.is_empty() && ctx.now >= self.last_heard + d {
+            if self.queued.is_empty() && ctx.now >= at(self.last_heard, d) {
                 self.check_liveness(ctx);
                 return;
             }
@@ -1437,7 +1583,8 @@ impl IkeSa {
             return;
         }
         p.tries += 1;
-        p.deadline = ctx.now + ctx.config.retransmit_delay(p.tries);
+        p.deadline = at(ctx.now, ctx.config.retransmit_delay(p.tries));
         ctx.transmits.push_back(p.transmit.clone());
+        ctx.stats.retransmitted += 1;
     }
 }

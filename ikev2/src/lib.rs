@@ -20,9 +20,18 @@
 //! initiator; NO_PROPOSAL_CHOSEN / INVALID_KE_PAYLOAD answers as responder), IKE_AUTH with
 //! PSK and the first Child SA (INITIAL_CONTACT; AUTHENTICATION_FAILED, NO_PROPOSAL_CHOSEN,
 //! TS_UNACCEPTABLE), INFORMATIONAL (Delete of Child/IKE SAs, empty liveness checks).
+//! CREATE_CHILD_SA: Child SA rekeys in both roles (with or without PFS, make-before-break:
+//! the new Child SA is reported before the old one is deleted), IKE SA rekeys in both roles
+//! ([`Event::IkeSaRekeyed`]: the Child SAs move to the new IKE SA), by time
+//! ([`Config::child_rekey_time`], [`Config::ike_rekey_time`]) or on demand
+//! ([`Endpoint::rekey_child`], [`Endpoint::rekey_ike`]). Liveness checks on demand
+//! ([`Endpoint::check_liveness`]) or after silence ([`Config::dpd_delay`]; call
+//! [`Endpoint::peer_alive`] when ESP arrives). Counters: [`Endpoint::stats`].
 //! Message IDs with window size 1, retransmission with strongSwan's backoff (4 s × 1.8ⁿ,
-//! 5 retransmissions), cached responses for retransmitted requests. CREATE_CHILD_SA
-//! (rekeying) is answered with NO_ADDITIONAL_SAS: not implemented yet.
+//! 5 retransmissions), cached responses for retransmitted requests.
+//!
+//! Not implemented: simultaneous-rekey collision resolution (RFC 7296 §2.8.1: both new
+//! SAs survive), responder COOKIEs, IKE fragmentation, EAP/certificates, MOBIKE.
 //!
 //! # Driving it
 //!
@@ -62,8 +71,9 @@
 //! while let Some(ev) = ep.poll_event() {
 //!     match ev {
 //!         Event::ChildSaEstablished(child) => { /* install child.keys_in first, then out */ }
+//!         Event::ChildSaDeleted { local_spi, .. } => { /* remove both SAs of local_spi */ }
 //!         Event::Failed(reason) => eprintln!("{reason}"),
-//!         _ => {}
+//!         _ => {} // IkeSaEstablished, IkeSaRekeyed, IkeSaDeleted: status only
 //!     }
 //! }
 //! ```
@@ -79,7 +89,7 @@ pub mod ts;
 pub mod wire;
 
 pub use config::{Config, Encap, Identity, Psk};
-pub use endpoint::{Endpoint, IkeSaInfo};
+pub use endpoint::{Endpoint, IkeSaInfo, Stats};
 pub use event::{ChildSa, EspKeys, Event, FailReason, Transmit};
 pub use proposal::{
     parse_esp_proposal, parse_ike_proposal, ChildSuite, IkeSuite, Proposal, ProposalError,

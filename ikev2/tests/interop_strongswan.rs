@@ -94,8 +94,25 @@ fn skip_reason() -> Option<String> {
 struct Lab {
     cw_ns: String,
     sw_ns: String,
+    /// A NAT router between the two (Topo::Nat).
+    nat_ns: Option<String>,
+    cw_addr: &'static str,
+    sw_addr: &'static str,
+    /// charon's `remote_addrs` (`%any` behind the NAT).
+    sw_remote: &'static str,
     dir: PathBuf,
     charon: Option<Child>,
+}
+
+/// How the two peers are connected.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Topo {
+    /// One IPv4 veth.
+    V4,
+    /// One IPv6 veth (IKE and ESP over IPv6; the selectors stay IPv4).
+    V6,
+    /// Causeway behind a masquerading NAT router.
+    Nat,
 }
 
 impl Drop for Lab {
@@ -112,7 +129,10 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for ns in [&self.cw_ns, &self.sw_ns] {
+        for ns in [Some(&self.cw_ns), Some(&self.sw_ns), self.nat_ns.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             // Kill anything left in the namespace that we started (by pid, from the ns).
             if let Ok(o) = sh(&["ip", "netns", "pids", ns]) {
                 for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
@@ -135,11 +155,24 @@ struct Case<'a> {
 
 impl Lab {
     fn new(tag: &str) -> Lab {
+        Lab::build(tag, Topo::V4)
+    }
+
+    fn build(tag: &str, topo: Topo) -> Lab {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let id = format!("{}-{n}", std::process::id());
+        let (cw_addr, sw_addr, sw_remote) = match topo {
+            Topo::V4 => (CW_ADDR, SW_ADDR, CW_ADDR),
+            Topo::V6 => ("2001:db8::1", "2001:db8::2", "2001:db8::1"),
+            Topo::Nat => (CW_ADDR, "198.51.100.2", "%any"),
+        };
         let lab = Lab {
             cw_ns: format!("cw-ike{tag}-{id}-a"),
             sw_ns: format!("cw-ike{tag}-{id}-s"),
+            nat_ns: (topo == Topo::Nat).then(|| format!("cw-ike{tag}-{id}-n")),
+            cw_addr,
+            sw_addr,
+            sw_remote,
             dir: std::env::temp_dir().join(format!("cw-ike{tag}-{id}")),
             charon: None,
         };
@@ -147,28 +180,73 @@ impl Lab {
         std::fs::create_dir_all(&lab.dir).unwrap();
         ok(&["ip", "netns", "add", &lab.cw_ns]);
         ok(&["ip", "netns", "add", &lab.sw_ns]);
-        ok(&[
-            "ip", "-n", &lab.cw_ns, "link", "add", "cw0", "type", "veth", "peer", "name", "sw0",
-            "netns", &lab.sw_ns,
-        ]);
-        for (ns, dev, a, site) in [
-            (&lab.cw_ns, "cw0", CW_ADDR, "10.1.0.1/32"),
-            (&lab.sw_ns, "sw0", SW_ADDR, "10.2.0.1/32"),
-        ] {
+        for (ns, site) in [(&lab.cw_ns, "10.1.0.1/32"), (&lab.sw_ns, "10.2.0.1/32")] {
             ok(&["ip", "-n", ns, "link", "set", "lo", "up"]);
             // An address inside the site's selector (strongSwan routes from it).
             ok(&["ip", "-n", ns, "addr", "add", site, "dev", "lo"]);
-            ok(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{a}/24"),
-                "dev",
-                dev,
-            ]);
+        }
+        let addr = |ns: &str, dev: &str, a: &str| {
+            ok(&["ip", "-n", ns, "addr", "add", a, "dev", dev, "nodad"]);
             ok(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        };
+        match &lab.nat_ns {
+            None => {
+                ok(&[
+                    "ip", "-n", &lab.cw_ns, "link", "add", "cw0", "type", "veth", "peer", "name",
+                    "sw0", "netns", &lab.sw_ns,
+                ]);
+                let len = if topo == Topo::V6 { 64 } else { 24 };
+                addr(&lab.cw_ns, "cw0", &format!("{cw_addr}/{len}"));
+                addr(&lab.sw_ns, "sw0", &format!("{sw_addr}/{len}"));
+            }
+            Some(nat) => {
+                // cw 192.0.2.1 — 192.0.2.254 [NAT] 198.51.100.254 — 198.51.100.2 sw
+                ok(&["ip", "netns", "add", nat]);
+                ok(&["ip", "-n", nat, "link", "set", "lo", "up"]);
+                ok(&[
+                    "ip", "-n", &lab.cw_ns, "link", "add", "cw0", "type", "veth", "peer", "name",
+                    "in0", "netns", nat,
+                ]);
+                ok(&[
+                    "ip", "-n", &lab.sw_ns, "link", "add", "sw0", "type", "veth", "peer", "name",
+                    "out0", "netns", nat,
+                ]);
+                addr(&lab.cw_ns, "cw0", "192.0.2.1/24");
+                addr(nat, "in0", "192.0.2.254/24");
+                addr(nat, "out0", "198.51.100.254/24");
+                addr(&lab.sw_ns, "sw0", "198.51.100.2/24");
+                ok(&[
+                    "ip",
+                    "-n",
+                    &lab.cw_ns,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    "192.0.2.254",
+                ]);
+                ok(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    nat,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv4.ip_forward=1",
+                ]);
+                let rules = "table ip cwnat {\n chain post {\n  type nat hook postrouting priority 100;\n  oifname \"out0\" masquerade random\n }\n}\n";
+                let f = lab.dir.join("nat.nft");
+                std::fs::write(&f, rules).unwrap();
+                ok(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    nat,
+                    "nft",
+                    "-f",
+                    &f.display().to_string(),
+                ]);
+            }
         }
         lab
     }
@@ -189,6 +267,7 @@ impl Lab {
   }}
   filelog {{
     t {{ path = {d}/charon.log
+        flush_line = yes
         default = 1
         ike = 2
         cfg = 2 }}
@@ -201,13 +280,13 @@ impl Lab {
             r#"connections {{
   cw {{
     version = 2
-    local_addrs = {SW_ADDR}
-    remote_addrs = {CW_ADDR}
+    local_addrs = {sw}
+    remote_addrs = {sw_remote}
     proposals = {ike}
     local {{ auth = psk
-            id = {SW_ADDR} }}
+            id = {sw} }}
     remote {{ auth = psk
-             id = {CW_ADDR} }}
+             id = {cw} }}
     children {{
       net {{
         local_ts = 10.2.0.0/16
@@ -219,14 +298,17 @@ impl Lab {
 }}
 secrets {{
   ike-cw {{
-    id-a = {CW_ADDR}
-    id-b = {SW_ADDR}
+    id-a = {cw}
+    id-b = {sw}
     secret = "{PSK}"
   }}
 }}
 "#,
             ike = case.ike,
-            esp = case.esp
+            esp = case.esp,
+            sw = self.sw_addr,
+            cw = self.cw_addr,
+            sw_remote = self.sw_remote,
         );
         std::fs::write(self.dir.join("swanctl.conf"), swanctl).unwrap();
         let log = std::fs::File::create(self.dir.join("charon.stdout")).unwrap();
@@ -271,6 +353,19 @@ secrets {{
         )
     }
 
+    /// Whether charon's log shows `what` (within 3 s: the log is written asynchronously).
+    fn log_shows(&self, what: &str) -> bool {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(3) {
+            let log = std::fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default();
+            if log.contains(what) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
     fn logs(&self) -> String {
         let mut s = String::new();
         for f in ["charon.stdout", "charon.log"] {
@@ -292,6 +387,7 @@ secrets {{
         case: &Case<'_>,
         initiate: bool,
         hold: &str,
+        extra: &[&str],
     ) -> (Child, mpsc::Receiver<String>) {
         let exe = example_binary().unwrap();
         let exe = exe.display().to_string();
@@ -301,9 +397,9 @@ secrets {{
             &self.cw_ns,
             &exe,
             "--local",
-            CW_ADDR,
+            self.cw_addr,
             "--remote",
-            SW_ADDR,
+            self.sw_addr,
             "--psk",
             PSK,
             "--ike",
@@ -322,6 +418,7 @@ secrets {{
         if initiate {
             args.push("--initiate");
         }
+        args.extend_from_slice(extra);
         let mut child = Command::new("ip")
             .args(&args)
             .stdout(Stdio::piped())
@@ -420,13 +517,17 @@ fn check_sas(lab: &Lab, ike_line: &str, child_line: &str, want_ike_alg: &str, wa
 }
 
 fn causeway_initiates(case: Case<'_>, ike_alg: &str, esp_alg: &str) {
+    causeway_initiates_on(Topo::V4, case, ike_alg, esp_alg);
+}
+
+fn causeway_initiates_on(topo: Topo, case: Case<'_>, ike_alg: &str, esp_alg: &str) {
     if let Some(r) = skip_reason() {
         eprintln!("SKIP interop_strongswan: {r}");
         return;
     }
-    let mut lab = Lab::new("i");
+    let mut lab = Lab::build("i", topo);
     lab.start_charon(&case);
-    let (mut cw, rx) = lab.start_causeway(&case, true, "3");
+    let (mut cw, rx) = lab.start_causeway(&case, true, "3", &[]);
     let ike = wait_for(&rx, "ike_sa_established", Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
     let child = wait_for(&rx, "child_sa_established", Duration::from_secs(5))
@@ -444,13 +545,17 @@ fn causeway_initiates(case: Case<'_>, ike_alg: &str, esp_alg: &str) {
 }
 
 fn strongswan_initiates(case: Case<'_>, ike_alg: &str, esp_alg: &str) {
+    strongswan_initiates_on(Topo::V4, case, ike_alg, esp_alg);
+}
+
+fn strongswan_initiates_on(topo: Topo, case: Case<'_>, ike_alg: &str, esp_alg: &str) {
     if let Some(r) = skip_reason() {
         eprintln!("SKIP interop_strongswan: {r}");
         return;
     }
-    let mut lab = Lab::new("r");
+    let mut lab = Lab::build("r", topo);
     lab.start_charon(&case);
-    let (mut cw, rx) = lab.start_causeway(&case, false, "-1");
+    let (mut cw, rx) = lab.start_causeway(&case, false, "-1", &[]);
     std::thread::sleep(Duration::from_millis(300)); // sockets bound
     let out = lab.swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
     assert!(
@@ -543,4 +648,225 @@ fn more_suites_both_ways() {
         causeway_initiates(case, ike_alg, esp_alg);
         strongswan_initiates(case, ike_alg, esp_alg);
     }
+}
+
+/// Rekeys in both directions: strongSwan rekeys the Child SA and the IKE SA of a
+/// Causeway responder; a Causeway initiator rekeys its Child SA (with PFS).
+#[test]
+fn rekeys_both_ways() {
+    if let Some(r) = skip_reason() {
+        eprintln!("SKIP interop_strongswan: {r}");
+        return;
+    }
+    // 1. strongSwan rekeys (Causeway responds).
+    let case = Case {
+        ike: "aes256-sha256-modp2048s256",
+        esp: "aes256gcm16",
+    };
+    let mut lab = Lab::new("k");
+    lab.start_charon(&case);
+    let (mut cw, rx) = lab.start_causeway(&case, false, "-1", &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = lab.swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
+    assert!(
+        out.contains("completed successfully"),
+        "{out}\n{}",
+        lab.logs()
+    );
+    wait_for(&rx, "child_sa_established", Duration::from_secs(5)).unwrap();
+    let out = lab.swanctl(&["--rekey", "--child", "net"]);
+    assert!(out.contains("successfully"), "{out}");
+    let child2 = wait_for(&rx, "child_sa_established", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    wait_for(&rx, "child_sa_deleted", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let out = lab.swanctl(&["--rekey", "--ike", "cw"]);
+    assert!(out.contains("successfully"), "{out}");
+    let rekeyed = wait_for(&rx, "ike_sa_rekeyed", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    std::thread::sleep(Duration::from_millis(500));
+    let sas = lab.swanctl(&["--list-sas"]);
+    println!("{sas}");
+    let (spi_i, spi_r) = (
+        field(&rekeyed, "spi_i").unwrap(),
+        field(&rekeyed, "spi_r").unwrap(),
+    );
+    assert!(
+        sas.contains(spi_i) && sas.contains(spi_r),
+        "new IKE SPIs not in\n{sas}"
+    );
+    let local = field(&child2, "local_spi").unwrap();
+    assert!(
+        sas.contains(local),
+        "rekeyed Child SA {local} not in\n{sas}\n{}",
+        lab.logs()
+    );
+    // The Child SA survived the IKE rekey: delete everything through the new IKE SA.
+    let out = lab.swanctl(&["--terminate", "--ike", "cw", "--timeout", "10"]);
+    assert!(
+        out.contains("completed successfully"),
+        "{out}\n{}",
+        lab.logs()
+    );
+    let del = wait_for(&rx, "ike_sa_deleted", Duration::from_secs(10)).unwrap();
+    assert_eq!(field(&del, "spi_i"), Some(spi_i));
+    assert_eq!(wait_exit(&mut cw, Duration::from_secs(10)), Some(0));
+    drop(lab);
+
+    // 2. Causeway rekeys its Child SA with PFS (strongSwan responds).
+    let case = Case {
+        ike: "aes256-sha1-modp1024",
+        esp: "aes256gcm16-modp2048s256",
+    };
+    let mut lab = Lab::new("k");
+    lab.start_charon(&case);
+    let (mut cw, rx) = lab.start_causeway(
+        &case,
+        true,
+        "5",
+        &["--rekey-after", "1", "--rekey-ike-after", "2.5"],
+    );
+    wait_for(&rx, "child_sa_established", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let child2 = wait_for(&rx, "child_sa_established", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    wait_for(&rx, "child_sa_deleted", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    std::thread::sleep(Duration::from_millis(300));
+    let sas = lab.swanctl(&["--list-sas"]);
+    println!("{sas}");
+    let local = field(&child2, "local_spi").unwrap();
+    let remote = field(&child2, "remote_spi").unwrap();
+    assert!(
+        sas.contains(local) && sas.contains(remote),
+        "rekeyed SPIs not in\n{sas}"
+    );
+    assert!(sas.contains("MODP_2048_256"), "PFS group not used:\n{sas}");
+    assert_eq!(
+        sas.matches("INSTALLED").count(),
+        1,
+        "old Child SA still there:\n{sas}"
+    );
+    // Then Causeway rekeys the IKE SA; the Child SA moves along.
+    let rekeyed = wait_for(&rx, "ike_sa_rekeyed", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    std::thread::sleep(Duration::from_millis(500));
+    let sas = lab.swanctl(&["--list-sas"]);
+    println!("{sas}");
+    let (spi_i, spi_r) = (
+        field(&rekeyed, "spi_i").unwrap(),
+        field(&rekeyed, "spi_r").unwrap(),
+    );
+    assert!(
+        sas.contains(spi_i) && sas.contains(spi_r),
+        "new IKE SPIs not in\n{sas}"
+    );
+    assert_eq!(
+        sas.matches("ESTABLISHED").count(),
+        1,
+        "old IKE SA still there:\n{sas}"
+    );
+    assert!(
+        sas.contains(local),
+        "Child SA lost in the IKE rekey:\n{sas}"
+    );
+    let del = wait_for(&rx, "ike_sa_deleted", Duration::from_secs(15)).unwrap();
+    assert_eq!(field(&del, "spi_i"), Some(spi_i));
+    assert_eq!(wait_exit(&mut cw, Duration::from_secs(10)), Some(0));
+}
+
+/// A wrong PSK and a proposal mismatch are reported as such on both sides.
+#[test]
+fn errors_both_ways() {
+    if let Some(r) = skip_reason() {
+        eprintln!("SKIP interop_strongswan: {r}");
+        return;
+    }
+    let case = AZURE_DEFAULT;
+    // 1. Wrong PSK, Causeway initiates: strongSwan answers AUTHENTICATION_FAILED.
+    let mut lab = Lab::new("e");
+    lab.start_charon(&case);
+    let (mut cw, rx) = lab.start_causeway(&case, true, "1", &["--psk", "not-the-psk"]);
+    let f = wait_for(&rx, "ike_sa_established", Duration::from_secs(20)).unwrap_err();
+    assert!(f.contains("AuthenticationFailed"), "{f}\n{}", lab.logs());
+    assert_eq!(wait_exit(&mut cw, Duration::from_secs(10)), Some(1));
+    assert!(lab.log_shows("MAC mismatched"), "{}", lab.logs());
+    drop(lab);
+
+    // 2. Wrong PSK, strongSwan initiates: Causeway answers AUTHENTICATION_FAILED.
+    let mut lab = Lab::new("e");
+    lab.start_charon(&case);
+    let other = Case {
+        ike: "aes128gcm16-prfsha256-ecp256",
+        esp: case.esp,
+    };
+    let (mut cw, rx) = lab.start_causeway(&other, true, "1", &[]);
+    let f = wait_for(&rx, "ike_sa_established", Duration::from_secs(20)).unwrap_err();
+    assert!(f.contains("NoProposalChosen"), "{f}\n{}", lab.logs());
+    assert_eq!(wait_exit(&mut cw, Duration::from_secs(10)), Some(1));
+    drop(lab);
+
+    // 4. No common ESP proposal, strongSwan initiates: the IKE SA comes up, the Child SA
+    //    is refused with NO_PROPOSAL_CHOSEN.
+    let mut lab = Lab::new("e");
+    lab.start_charon(&case);
+    let other = Case {
+        ike: case.ike,
+        esp: "aes128-sha1",
+    };
+    let (mut cw, rx) = lab.start_causeway(&other, false, "-1", &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = lab.swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
+    assert!(!out.contains("completed successfully"), "{out}");
+    wait_for(&rx, "ike_sa_established", Duration::from_secs(10)).unwrap();
+    let f = wait_for(&rx, "child_sa_established", Duration::from_secs(10)).unwrap_err();
+    assert!(f.contains("NoProposalChosen"), "{f}");
+    assert!(lab.log_shows("NO_PROP"), "{}", lab.logs());
+    let _ = lab.swanctl(&["--terminate", "--ike", "cw", "--timeout", "5"]);
+    let _ = wait_exit(&mut cw, Duration::from_secs(10));
+}
+
+#[test]
+fn ipv6_outer_addresses_both_ways() {
+    let ike_alg = "AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048_256";
+    causeway_initiates_on(Topo::V6, MODP2048S256, ike_alg, "AES_GCM_16-256");
+    strongswan_initiates_on(Topo::V6, MODP2048S256, ike_alg, "AES_GCM_16-256");
+}
+
+/// Causeway behind a masquerading NAT (random source ports): NAT detection on both
+/// sides, IKE floats to 4500 through the NAT, strongSwan sees the translated address.
+#[test]
+fn causeway_behind_nat() {
+    if let Some(r) = skip_reason() {
+        eprintln!("SKIP interop_strongswan: {r}");
+        return;
+    }
+    let case = AZURE_DEFAULT;
+    let mut lab = Lab::build("n", Topo::Nat);
+    lab.start_charon(&case);
+    let (mut cw, rx) = lab.start_causeway(&case, true, "2", &[]);
+    let ike = wait_for(&rx, "ike_sa_established", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    assert!(ike.contains("\"nat\":true"), "{ike}");
+    assert!(ike.contains("198.51.100.2:4500"), "{ike}");
+    let child = wait_for(&rx, "child_sa_established", Duration::from_secs(5)).unwrap();
+    assert!(child.contains("\"udp_encap\":true"), "{child}");
+    check_sas(
+        &lab,
+        &ike,
+        &child,
+        "AES_CBC-256/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024",
+        "AES_GCM_16-256",
+    );
+    let sas = lab.swanctl(&["--list-sas"]);
+    // strongSwan talks to the NAT's public address, on a translated port.
+    let remote = sas
+        .lines()
+        .find(|l| l.contains("remote '192.0.2.1'"))
+        .unwrap_or("");
+    assert!(remote.contains("@ 198.51.100.254["), "{sas}");
+    assert!(!remote.contains("[500]"), "IKE did not float: {sas}");
+    assert!(lab.log_shows("remote host is behind NAT"), "{}", lab.logs());
+    wait_for(&rx, "ike_sa_deleted", Duration::from_secs(15)).unwrap();
+    assert_eq!(wait_exit(&mut cw, Duration::from_secs(10)), Some(0));
 }

@@ -900,3 +900,536 @@ fn automatic_liveness_checks_detect_a_dead_peer() {
     assert!(Pair::failures(&p.i_events).contains(&&FailReason::PeerUnreachable { tries: 5 }));
     assert!(p.now > up + Duration::from_secs(100));
 }
+
+/// Checks that the n-th Child SA of each side matches its counterpart (crossed keys).
+fn assert_crossed(p: &Pair, n: usize) -> (ChildSa, ChildSa) {
+    let ic = Pair::children(&p.i_events);
+    let rc = Pair::children(&p.r_events);
+    assert!(
+        ic.len() > n && rc.len() > n,
+        "{:?}\n{:?}",
+        p.i_events,
+        p.r_events
+    );
+    let (a, b) = (ic[n], rc[n]);
+    assert_eq!(a.local_spi, b.remote_spi);
+    assert_eq!(a.remote_spi, b.local_spi);
+    assert_eq!(a.keys_out, b.keys_in);
+    assert_eq!(a.keys_in, b.keys_out);
+    assert_eq!(a.local_ts, b.remote_ts);
+    assert_eq!(a.remote_ts, b.local_ts);
+    (a.clone(), b.clone())
+}
+
+fn rekey_and_check(ike: &str, esp_s: &str, from_initiator: bool) {
+    let mut p = Pair::default_pair(ike, esp_s);
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (a, b) = p.assert_up();
+    let ok = if from_initiator {
+        p.i.rekey_child(p.now, a.local_spi)
+    } else {
+        p.r.rekey_child(p.now, b.local_spi)
+    };
+    assert!(ok);
+    p.drive(Duration::from_secs(2));
+    let (a2, b2) = assert_crossed(&p, 1);
+    assert_ne!(a2.keys_in, a.keys_in, "new keys");
+    assert_ne!(a2.local_spi, a.local_spi);
+    assert_eq!(a2.suite, a.suite);
+    // Make-before-break: the old pair is deleted on both sides, after the new one came up.
+    for (ev, old) in [(&p.i_events, &a), (&p.r_events, &b)] {
+        let pos_new = ev
+            .iter()
+            .rposition(|e| matches!(e, Event::ChildSaEstablished(_)))
+            .unwrap();
+        let pos_del = ev
+            .iter()
+            .position(|e| matches!(e, Event::ChildSaDeleted { local_spi, .. } if *local_spi == old.local_spi))
+            .expect("old Child SA deleted");
+        assert!(pos_del > pos_new);
+    }
+    assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+    let info = p.i.ike_sas();
+    assert_eq!(info[0].children, vec![(a2.local_spi, a2.remote_spi)]);
+    assert_eq!(
+        p.r.ike_sas()[0].children,
+        vec![(b2.local_spi, b2.remote_spi)]
+    );
+}
+
+#[test]
+fn child_rekey_from_initiator() {
+    rekey_and_check("aes256-sha1-modp1024", "aes256gcm16", true);
+}
+
+#[test]
+fn child_rekey_from_responder() {
+    rekey_and_check("aes256-sha256-ecp256", "aes256-sha256", false);
+}
+
+#[test]
+fn child_rekey_with_pfs() {
+    rekey_and_check(
+        "aes256-sha256-modp2048s256",
+        "aes256gcm16-modp2048s256",
+        true,
+    );
+    rekey_and_check("aes256-sha256-x25519", "aes128gcm16-ecp256", false);
+}
+
+#[test]
+fn pfs_required_but_not_offered_keeps_the_old_child() {
+    let mut p = Pair::new(
+        config(
+            I_ADDR,
+            R_ADDR,
+            "s",
+            &["aes256-sha256-ecp256"],
+            &["aes256gcm16"],
+        ),
+        config(
+            R_ADDR,
+            I_ADDR,
+            "s",
+            &["aes256-sha256-ecp256"],
+            &["aes256gcm16-ecp256"],
+        ),
+    );
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (a, _) = p.assert_up(); // no DH in IKE_AUTH: the first Child SA comes up
+    assert!(p.i.rekey_child(p.now, a.local_spi));
+    p.drive(Duration::from_secs(2));
+    assert_eq!(
+        Pair::failures(&p.i_events),
+        vec![&FailReason::NoProposalChosen { what: "ESP" }]
+    );
+    assert_eq!(p.i.ike_sas()[0].children, vec![(a.local_spi, a.remote_spi)]);
+}
+
+#[test]
+fn children_rekey_by_themselves() {
+    let mut ic = config(
+        I_ADDR,
+        R_ADDR,
+        "s",
+        &["aes256-sha256-ecp256"],
+        &["aes256gcm16"],
+    );
+    let mut rc = config(
+        R_ADDR,
+        I_ADDR,
+        "s",
+        &["aes256-sha256-ecp256"],
+        &["aes256gcm16"],
+    );
+    ic.child_rekey_time = Some(Duration::from_secs(100));
+    rc.child_rekey_time = Some(Duration::from_secs(100));
+    let mut p = Pair::new(ic, rc);
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+    // The initiator rekeys at 100 s and 200 s; the responder (at 105 s) never has to.
+    p.drive(Duration::from_secs(250));
+    assert_eq!(Pair::children(&p.i_events).len(), 3);
+    assert_crossed(&p, 1);
+    assert_crossed(&p, 2);
+    let dels = |ev: &[Event]| Pair::count(ev, |e| matches!(e, Event::ChildSaDeleted { .. }));
+    assert_eq!(dels(&p.i_events), 2);
+    assert_eq!(dels(&p.r_events), 2);
+    assert_eq!(p.i.ike_sas()[0].children.len(), 1);
+    assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+}
+
+#[test]
+fn rekey_survives_a_lost_message() {
+    for n in [4, 5] {
+        let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
+        p.fate = Box::new(move |k, _| if k == n { Fate::Drop } else { Fate::Deliver });
+        p.i.initiate(p.now);
+        p.drive(Duration::from_secs(1));
+        let (a, _) = p.assert_up();
+        assert!(p.i.rekey_child(p.now, a.local_spi));
+        p.drive(Duration::from_secs(30));
+        assert_crossed(&p, 1);
+        assert_eq!(p.i.ike_sas()[0].children.len(), 1, "message {n}");
+        assert_eq!(p.r.ike_sas()[0].children.len(), 1, "message {n}");
+    }
+}
+
+fn rekeyed(ev: &[Event]) -> Vec<(u64, u64, u64, u64)> {
+    ev.iter()
+        .filter_map(|e| match e {
+            Event::IkeSaRekeyed {
+                old_spi_i,
+                old_spi_r,
+                spi_i,
+                spi_r,
+                ..
+            } => Some((*old_spi_i, *old_spi_r, *spi_i, *spi_r)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ike_rekey_and_check(from_initiator: bool, ike: &str) {
+    let mut p = Pair::default_pair(ike, "aes256gcm16");
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (a, b) = p.assert_up();
+    let old = p.i.ike_sas()[0].clone();
+    if from_initiator {
+        p.i.rekey_ike(p.now);
+    } else {
+        p.r.rekey_ike(p.now);
+    }
+    p.drive(Duration::from_secs(2));
+    let ri = rekeyed(&p.i_events);
+    let rr = rekeyed(&p.r_events);
+    assert_eq!(ri.len(), 1, "{:?}", p.i_events);
+    assert_eq!(ri, rr);
+    assert_eq!((ri[0].0, ri[0].1), (old.spi_i, old.spi_r));
+    assert_ne!((ri[0].2, ri[0].3), (old.spi_i, old.spi_r));
+    // Only the new IKE SA remains, with the same Child SA; nothing was reported deleted.
+    for (ep, c) in [(&p.i, &a), (&p.r, &b)] {
+        let sas = ep.ike_sas();
+        assert_eq!(sas.len(), 1);
+        assert_eq!((sas[0].spi_i, sas[0].spi_r), (ri[0].2, ri[0].3));
+        assert_eq!(sas[0].children, vec![(c.local_spi, c.remote_spi)]);
+        // The side that rekeyed is the new IKE SA's original initiator (RFC 7296 §2.18).
+        assert_eq!(sas[0].initiator, std::ptr::eq(ep, &p.i) == from_initiator);
+    }
+    for ev in [&p.i_events, &p.r_events] {
+        assert_eq!(
+            Pair::count(ev, |e| matches!(
+                e,
+                Event::IkeSaDeleted { .. } | Event::ChildSaDeleted { .. }
+            )),
+            0
+        );
+    }
+    assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+    // The new IKE SA works: rekey the Child SA through it, then delete everything.
+    assert!(p.r.rekey_child(p.now, b.local_spi));
+    p.drive(Duration::from_secs(3));
+    assert_crossed(&p, 1);
+    p.i.terminate(p.now);
+    p.drive(Duration::from_secs(4));
+    for ev in [&p.i_events, &p.r_events] {
+        let del: Vec<_> = ev
+            .iter()
+            .filter_map(|e| match e {
+                Event::IkeSaDeleted { spi_i, spi_r } => Some((*spi_i, *spi_r)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(del, vec![(ri[0].2, ri[0].3)]);
+    }
+    assert!(p.i.ike_sas().is_empty() && p.r.ike_sas().is_empty());
+}
+
+#[test]
+fn ike_rekey_from_initiator() {
+    ike_rekey_and_check(true, "aes256-sha1-modp1024");
+}
+
+#[test]
+fn ike_rekey_from_responder() {
+    ike_rekey_and_check(false, "aes256gcm16-prfsha384-ecp384");
+}
+
+#[test]
+fn ike_rekey_by_itself() {
+    // After an INVALID_KE_PAYLOAD round trip at IKE_SA_INIT, the rekey (by time) uses the
+    // group in use (modp2048) and needs no second round trip.
+    let mut ic = config(
+        I_ADDR,
+        R_ADDR,
+        "s",
+        &["aes256-sha256-ecp256-modp2048"],
+        &["aes256gcm16"],
+    );
+    let mut rc = config(
+        R_ADDR,
+        I_ADDR,
+        "s",
+        &["aes256-sha256-modp2048"],
+        &["aes256gcm16"],
+    );
+    ic.ike_rekey_time = Some(Duration::from_secs(100));
+    rc.ike_rekey_time = Some(Duration::from_secs(100));
+    let mut p = Pair::new(ic, rc);
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+    p.drive(Duration::from_secs(150));
+    assert_eq!(rekeyed(&p.i_events).len(), 1, "{:?}", p.i_events);
+    assert_eq!(
+        p.sent,
+        6 + 2 + 2,
+        "INVALID_KE + IKE_SA_INIT + IKE_AUTH, rekey, delete"
+    );
+    assert_eq!(rekeyed(&p.i_events), rekeyed(&p.r_events));
+    assert!(Pair::failures(&p.i_events).is_empty(), "{:?}", p.i_events);
+    assert_eq!(p.i.ike_sas().len(), 1);
+    assert!(p.i.is_established() && p.r.is_established());
+}
+
+#[test]
+fn delete_survives_loss_and_duplication() {
+    for n in [4, 5] {
+        for fate in [Fate::Drop, Fate::Duplicate] {
+            let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
+            p.fate = Box::new(move |k, _| if k == n { fate } else { Fate::Deliver });
+            p.i.initiate(p.now);
+            p.drive(Duration::from_secs(1));
+            p.assert_up();
+            p.i.terminate(p.now);
+            p.drive(Duration::from_secs(200));
+            // A lost Delete response: the responder is gone, the initiator retransmits
+            // into the void and gives up; either way both report the IKE SA deleted once.
+            for ev in [&p.i_events, &p.r_events] {
+                assert_eq!(
+                    Pair::count(ev, |e| matches!(e, Event::IkeSaDeleted { .. })),
+                    1,
+                    "{n} {fate:?}: {ev:?}"
+                );
+            }
+            assert!(p.i.ike_sas().is_empty() && p.r.ike_sas().is_empty());
+        }
+    }
+}
+
+#[test]
+fn restarted_peer_with_initial_contact_replaces_the_old_sa() {
+    let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (_, b) = p.assert_up();
+    // The initiator restarts: a fresh endpoint (new SPIs, same addresses).
+    p.i = Endpoint::new(
+        config(
+            I_ADDR,
+            R_ADDR,
+            "secret",
+            &["aes256-sha256-ecp256"],
+            &["aes256gcm16"],
+        ),
+        Box::new(TestRng::new(99)),
+    );
+    p.i_events.clear();
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let ups = Pair::children(&p.r_events);
+    assert_eq!(ups.len(), 2);
+    assert!(p.r_events.iter().any(
+        |e| matches!(e, Event::ChildSaDeleted { local_spi, .. } if *local_spi == b.local_spi)
+    ));
+    assert_eq!(
+        Pair::count(&p.r_events, |e| matches!(e, Event::IkeSaDeleted { .. })),
+        1
+    );
+    assert_eq!(p.r.ike_sas().len(), 1, "only the new IKE SA is left");
+    assert_crossed_last(&p);
+}
+
+fn assert_crossed_last(p: &Pair) {
+    let a = *Pair::children(&p.i_events).last().unwrap();
+    let b = *Pair::children(&p.r_events).last().unwrap();
+    assert_eq!(a.local_spi, b.remote_spi);
+    assert_eq!(a.keys_out, b.keys_in);
+    assert_eq!(a.keys_in, b.keys_out);
+}
+
+#[test]
+fn transmits_on_4500_need_the_marker() {
+    let mut ic = config(
+        I_ADDR,
+        R_ADDR,
+        "s",
+        &["aes256-sha256-ecp256"],
+        &["aes256gcm16"],
+    );
+    ic.encap = Encap::Force;
+    let rc = config(
+        R_ADDR,
+        I_ADDR,
+        "s",
+        &["aes256-sha256-ecp256"],
+        &["aes256gcm16"],
+    );
+    let mut p = Pair::new(ic, rc);
+    p.i.initiate(p.now);
+    let init = p.i.poll_transmit().unwrap();
+    assert!(!init.needs_non_esp_marker());
+    assert_eq!(
+        &init.payload[17..18],
+        &[0x20],
+        "IKE header, no marker: version byte at 17"
+    );
+    p.r.handle_datagram(p.now, init.src, init.dst, &init.payload);
+    let resp = p.r.poll_transmit().unwrap();
+    p.i.handle_datagram(p.now, resp.src, resp.dst, &resp.payload);
+    let auth = p.i.poll_transmit().unwrap();
+    assert_eq!((auth.src.port(), auth.dst.port()), (4500, 4500));
+    assert!(auth.needs_non_esp_marker());
+    assert_ne!(
+        &auth.payload[..4],
+        &[0, 0, 0, 0],
+        "payload starts with SPIi, not the marker"
+    );
+}
+
+#[test]
+fn simultaneous_initiation_gives_two_consistent_sas() {
+    let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
+    p.i.initiate(p.now);
+    p.r.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    assert!(Pair::failures(&p.i_events).is_empty(), "{:?}", p.i_events);
+    assert!(Pair::failures(&p.r_events).is_empty(), "{:?}", p.r_events);
+    // Nobody sent INITIAL_CONTACT (each had another IKE SA in progress), so both IKE SAs
+    // and both Child SA pairs stay, each matching its counterpart.
+    assert_eq!(p.i.ike_sas().len(), 2);
+    assert_eq!(p.r.ike_sas().len(), 2);
+    let ic = Pair::children(&p.i_events);
+    let rc = Pair::children(&p.r_events);
+    assert_eq!((ic.len(), rc.len()), (2, 2));
+    for a in &ic {
+        let b = rc
+            .iter()
+            .find(|b| b.remote_spi == a.local_spi)
+            .expect("counterpart");
+        assert_eq!(a.remote_spi, b.local_spi);
+        assert_eq!(a.keys_in, b.keys_out);
+        assert_eq!(a.keys_out, b.keys_in);
+    }
+    assert_eq!(
+        Pair::count(&p.i_events, |e| matches!(e, Event::ChildSaDeleted { .. })),
+        0
+    );
+}
+
+#[test]
+fn stats_count_drops_retransmissions_and_resent_responses() {
+    // Lose the IKE_AUTH response once: one retransmission, one cached response resent.
+    let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
+    p.fate = Box::new(|k, _| if k == 3 { Fate::Drop } else { Fate::Deliver });
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(10));
+    p.assert_up();
+    assert_eq!(p.i.stats().retransmitted, 1);
+    assert_eq!(p.r.stats().resent_responses, 1);
+    assert_eq!(p.r.stats().received, 3);
+    assert_eq!(p.r.stats().dropped, 0);
+    for junk in [&b""[..], &[0u8; 40][..]] {
+        p.r.handle_datagram(p.now, addr(I_ADDR), addr(R_ADDR), junk);
+    }
+    assert_eq!(p.r.stats().dropped, 2);
+}
+
+#[test]
+fn traffic_from_the_peer_postpones_liveness_checks() {
+    let mut ic = config(
+        I_ADDR,
+        R_ADDR,
+        "s",
+        &["aes256-sha256-ecp256"],
+        &["aes256gcm16"],
+    );
+    ic.dpd_delay = Some(Duration::from_secs(30));
+    let rc = config(
+        R_ADDR,
+        I_ADDR,
+        "s",
+        &["aes256-sha256-ecp256"],
+        &["aes256gcm16"],
+    );
+    let mut p = Pair::new(ic, rc);
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+    let first = p.i.poll_timeout().unwrap();
+    p.i.peer_alive(p.now + Duration::from_secs(20));
+    assert_eq!(p.i.poll_timeout().unwrap(), first + Duration::from_secs(20));
+}
+
+#[test]
+fn absurd_timer_settings_do_not_panic() {
+    let mut ic = config(
+        I_ADDR,
+        R_ADDR,
+        "s",
+        &["aes256-sha256-ecp256"],
+        &["aes256gcm16"],
+    );
+    let mut rc = config(
+        R_ADDR,
+        I_ADDR,
+        "s",
+        &["aes256-sha256-ecp256"],
+        &["aes256gcm16"],
+    );
+    for c in [&mut ic, &mut rc] {
+        c.ike_lifetime = Duration::MAX;
+        c.child_lifetime = Duration::MAX;
+        c.child_rekey_time = Some(Duration::MAX);
+        c.ike_rekey_time = Some(Duration::MAX);
+        c.dpd_delay = Some(Duration::MAX);
+        c.half_open_timeout = Duration::MAX;
+        c.retransmit_timeout = Duration::MAX;
+        c.retransmit_base = f64::NAN;
+    }
+    let mut p = Pair::new(ic, rc);
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+    assert!(p.i.poll_timeout().is_some_and(|t| t > p.now));
+}
+
+#[test]
+fn simultaneous_child_rekeys_leave_one_child_sa() {
+    for seed_shift in 0..6u64 {
+        let mut ic = config(
+            I_ADDR,
+            R_ADDR,
+            "s",
+            &["aes256-sha256-ecp256"],
+            &["aes256gcm16"],
+        );
+        ic.initial_contact = seed_shift % 2 == 0;
+        let rc = config(
+            R_ADDR,
+            I_ADDR,
+            "s",
+            &["aes256-sha256-ecp256"],
+            &["aes256gcm16"],
+        );
+        let mut p = Pair::new(ic, rc);
+        p.i = Endpoint::new(
+            p.i.config().clone(),
+            Box::new(TestRng::new(10 + seed_shift)),
+        );
+        p.i.initiate(p.now);
+        p.drive(Duration::from_secs(1));
+        let (a, b) = p.assert_up();
+        // Both rekey the same Child SA at the same moment (RFC 7296 §2.8.1).
+        assert!(p.i.rekey_child(p.now, a.local_spi));
+        assert!(p.r.rekey_child(p.now, b.local_spi));
+        p.drive(Duration::from_secs(5));
+        let ci = &p.i.ike_sas()[0].children;
+        let cr = &p.r.ike_sas()[0].children;
+        assert_eq!(ci.len(), 1, "seed {seed_shift}: {:?}", p.i_events);
+        assert_eq!(cr.len(), 1, "seed {seed_shift}: {:?}", p.r_events);
+        assert_eq!((ci[0].0, ci[0].1), (cr[0].1, cr[0].0));
+        assert_ne!(ci[0].0, a.local_spi);
+        // Every Child SA reported up on one side was reported down on it, except the last.
+        for ev in [&p.i_events, &p.r_events] {
+            let ups = Pair::children(ev).len();
+            let downs = Pair::count(ev, |e| matches!(e, Event::ChildSaDeleted { .. }));
+            assert_eq!(ups, downs + 1);
+        }
+        assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+    }
+}

@@ -1,6 +1,6 @@
 //! Real strongSwan 5.9.8 messages (two charon-systemd instances in network namespaces,
-//! PSK, captured with tcpdump; non-ESP marker removed): IKE_SA_INIT request/response,
-//! IKE_AUTH request/response and an INFORMATIONAL exchange. Every message must parse, hold
+//! PSK, captured with tcpdump; non-ESP marker removed): IKE_SA_INIT, IKE_AUTH, a
+//! CREATE_CHILD_SA for a Child SA (refused), an IKE SA rekey, and two Delete exchanges. Every message must parse, hold
 //! the payloads strongSwan logged, and re-emit byte for byte. The SK payloads are verified
 //! and decrypted with the keys charon logged (AES-256-CBC + HMAC-SHA2-256-128) and their
 //! inner chains parsed and re-emitted.
@@ -14,66 +14,125 @@ use ikev2::wire::{
     ProtocolId, TrafficSelector, TransformType, ENCRYPTED_BODY_OFFSET,
 };
 
-// Keys from charon's log (ike = 4) for this IKE SA.
-const SK_AI: &str = "931f18dc98500df5d292a5f888f7c589aea08010b0ab97fe3bb82730167a5e07";
-const SK_AR: &str = "840c10d9fe3d3f0c2d47c6dc823bf49a44f54f94d954d081d6bb7e42a30dacd4";
-const SK_EI: &str = "fa131949fff42b7ec9fe3021a2f69ee4d7ffe334986a8ab9b8a5d62631a18158";
-const SK_ER: &str = "429326b7db2e36540fdc9ee357e91547bf2cdd9faeacafed64fe35e5a60aae5a";
+// Keys from charon's log (ike = 4): the first IKE SA, then the one that rekeyed it.
+const SK_AI: &str = "2c55afd6019ed8fc5b1b2f9d8bdae9362f2e543ed3fb09dc3044e437a2763c38";
+const SK_AR: &str = "9d213439de2597752691b3ca0145222d457d8816a7c0aa2cfb0db4be469897d9";
+const SK_EI: &str = "688a01d9bae9a48a55be71ed7139053868afd3da2911a94fe29c6c300a649184";
+const SK_ER: &str = "b8bf680e6f9da903092299757397585f0e9a8cc312feb90eaaccad9514cc7994";
+const SK_AI2: &str = "3528c8c7d303180aa7f29282a4b5a571abf67e21f26cb687cdec6203ebdb619f";
+const SK_AR2: &str = "cad1951bc332b435fce67f04af2bf57fbf25d71ab4ccdca22956a4b5bf9275f1";
+const SK_EI2: &str = "807a3c9ffe8fffa8bb454e3768ab4109a032cc211a2fe38c7359bf7be1276d29";
+const SK_ER2: &str = "2ad84377aa72d239473d2ef1084a00e548f9b1acd3e39725f0a3d9bda2f47aa8";
 
-const SPI_I: u64 = 0x77f99d4f269de0f3;
-const SPI_R: u64 = 0x609b330177c8466b;
+const SPI_I: u64 = 0x4e7518306bc9723f;
+const SPI_R: u64 = 0x876e1c43c8f273e0;
+const SPI_I2: u64 = 0x638b664a07d96555;
+const SPI_R2: u64 = 0xfae13cfd932eab55;
 
 const SA_INIT_REQ: &str = concat!(
-    "77f99d4f269de0f3000000000000000021202208000000000000021e220000800200002c010100040300000c",
+    "4e7518306bc9723f000000000000000021202208000000000000021e220000800200002c010100040300000c",
     "0100000c800e0100030000080300000c0300000802000005000000080400000e02000024020100030300000c",
     "01000014800e0080030000080200000500000008040000130000002c030100040300000c0100000c800e0100",
-    "03000008030000020300000802000002000000080400000228000108000e00009a456b886a0957dad61cea02",
-    "d3a9602d481a2047a55b6076f1c55ab6f789e9375b4419e58d5f01bc064cab9b2cafafba0f5cda1ac3e5b54a",
-    "756e9cc4d268f8b26cb59718829f829d5f6585a018d103e913a1dd7a10f3bb476584fa73e3016628c27e04f2",
-    "84ae959f38d16d0e7eb0c5535343a24fd04f982b427b6a31ccf8522fd2eb6b86f6b199f976c7333a3ace08fe",
-    "cf710b561cb34b138902b91672fcc56de2f3f1c73cb16b1fcc385a4e24b06b5175439bb4438a91c46a2abad5",
-    "7fd54a725b9d36d8dd2744259c8a4fd163e9a68dd3782b85651efea491c893f4c0fc7728cb1ea9b57e199cab",
-    "dce6fc04ce1478527f423bc79bc42eeda1f9673b7eb0ba0d29000024d553d44c1ec6582611843c83abb71821",
-    "c22f373ac056e449be18d7deea0e93ce2900001c00004004f5024f18b6761d79b7374701f701d1a31fa45e0a",
-    "2900001c00004005cca794add8d7611a235c0a9d2968c9400c8e6c57290000080000402e2900000e0000402f",
+    "03000008030000020300000802000002000000080400000228000108000e0000504d22fc2ca8a0305a9d7f42",
+    "58d890acdc28e75b07cc327623db38e1c696f62e34e3c671020de8cecb8aa513e7283de9d30700ca3fb162c1",
+    "cc8c447161e82015c346627df9f0fcdf91d32f37ca349969d941dcac26594657b44766f84c73f6c19522fa79",
+    "b481bfceaac30727a251a674c4f246531c526e7a236a952e8fd611ff40fd699f6c9fbbf4e43b19b65988e25c",
+    "742769cfa507c1b9757dcf1833e893aff85c7addbd81085af156ddf66a95273cc4f6a87199096134801cb3a4",
+    "70438a8d0dabfae3f6230ce6c22d3d24b1f9624b9d63f0458a330c87670adf75d53df126a5396fa11a7b29ed",
+    "f1d3b94594c9a52f227e3741713da93d428e206a1995259a29000024b1eafa0454052e0f34794056e36127da",
+    "f0bc8038ee93394feb57692c3207fddc2900001c00004004f858e461c7581c755cedf138ddb95d1a074bdbb8",
+    "2900001c000040050c4228d6a61791a492a3e8fd6534188eff7aad5f290000080000402e2900000e0000402f",
     "0002000300040000000800004016",
 );
 const SA_INIT_RESP: &str = concat!(
-    "77f99d4f269de0f3609b330177c8466b2120222000000000000001d6220000300000002c010100040300000c",
-    "0100000c800e0100030000080300000c0300000802000005000000080400000e28000108000e0000fb3264fc",
-    "f51e5b6a9382dbbb8a36bfba5cd389589b4c7154238b1fbf17875ec662f07caeeb80ef59bf55f83c322e2155",
-    "33e251895964b948226f29009463bb9d2ff8ab37ac68d9bab281b3872769fb3608057a4752be311e0ed27fa9",
-    "63fe7c550989749bc764ee4598f8f70a7956971e72fa7acaedc5faa879b294b1cb539c713a616d850aa2a298",
-    "16be800e85dd8d3984bc9c406e819e2326900f2d9aa69bb23284dfbf1f62b64898c53a9023242100ae10aa5f",
-    "af1390f6aabe567144c299a45253f3273406b5073702db2825ab42f4ea18173bbe5e7d9df7b56c20e6cfc38b",
-    "e112070b62c3cf5880154a461cae344c6cbcf12c9ae71feceafef834effee5c729000024ce527f5286f18935",
-    "8181ea4348296a46b60b7f9fe963b32e782bf024264fbb612900001c00004004f5a0948c579d22295d855384",
-    "3667b979e17c1d002900001c000040056f1c2ea9c23b399ae1b9702748cd4c9d2834692f290000080000402e",
+    "4e7518306bc9723f876e1c43c8f273e02120222000000000000001d6220000300000002c010100040300000c",
+    "0100000c800e0100030000080300000c0300000802000005000000080400000e28000108000e00005dabc076",
+    "a15ae03ab203d9d990b1444b9d830384957800545b683b49612543ba98be499f32985ca942e5a0f2a580ee34",
+    "e25c8843e91489ca98fb90d41476b4d5e8ef2551038f701dda63a84282ae5a0675bd8b0f052e98ed6251dd92",
+    "a901f62ec1aa305412cf56c4fa1cb48216900df5a60c66f4e01b575993d244b6fe1d116b3d5d3d02d23361b3",
+    "e3418af6338e032ff060a9d100a610eb1cfe6981ea0472b90c768ccb7e3be5b83e3acec387acf4f5c550a64d",
+    "bc43155a338ff95806da9b243c6b9e4439c6c0d23ae4b9840d1da95147f292d0044991627753adcd67ac5eeb",
+    "7fbba214eaad6508fd964576bb7928169f2cf809a3170f67638d68df3370f34a290000241b509963844ef39d",
+    "cf82f1faf9750e941c4f4a606e80658ca2dca9e78bd3807b2900001c00004004034da28e1af61bd1347ef1fd",
+    "3058af3c36e411eb2900001c000040059931e18f1cc2964ad51938f049b7dbdae1bcbd26290000080000402e",
     "2900000e0000402f00020003000429000008000040220000000800004014",
 );
 const AUTH_REQ: &str = concat!(
-    "77f99d4f269de0f3609b330177c8466b2e202308000000010000016023000144d9ee36287da8be042821cc78",
-    "6e6ffae2866be45779c2e8514f4fae2ed7bba311cde014d5e303d188bb87567b511abbc64cf675d1fd4fa1fd",
-    "ef32e0054aec49a756ec1ef7846c64741e01e59fef405a428db5dd7c43e92222d3e42584d247d87b8af9f9af",
-    "dba15c71bbe1e45ad2acced19c6c3b8c92e0ef7494052eb554286ba5bad6b9357514995a1cfc8dd1a7c101b4",
-    "d3ca24d428cccce899727f72e6c3ec3279ed89902b3ed7d619253485992ca2a81c5da5cf538f5ff35d92c123",
-    "f320c826924e304e423924370ce96a6b78d197e823965b585ac51dd23ae93104dc8b4ecbb4b18472bc6b3b86",
-    "2562c5ea4214e3c2529f7fc008cb9735c8e03845f59d07af12892cb6fabdf1ca817a6eb0ac16aa06138100d3",
-    "c66e7c9acbcb7eac2f3f8ef2afd39a6c923d2d6ce51b26e5ca4242078022819ad5f663cbe347f1a247758668",
+    "4e7518306bc9723f876e1c43c8f273e02e202308000000010000016023000144f6a12b7a9572acea10a68ffc",
+    "79c877d623a53a8201b298c38a2d14068c0be496557e50c75dc4fa9c8c42cd6651ec292baed834ca99904dd2",
+    "66c737f7b4d1847f115faa2fa1b29f480b1b2fdaf342367e66199fdefd1f0362b36a0613c2f90ce751382fed",
+    "6a89eee09e82376fabf7d7cfc526dc9a372213fc89bbab459f8e71228f12ca8a729e27faf4ad050383518f0e",
+    "1669b12f48995acdfd63b45e5c07e8564644be0f8d2cdf1c8631242c736009181b2625b4773047e705e50b30",
+    "91efb3505fb0ad474d06435181ff2696869cb55bc3c7934eee8f9b23e8646aff6c53df8c3d999cc41c76ed7e",
+    "94cbcb3b88dd314bde6445f366281cb042762755ab43fd30a0f27fd1a8b44b8fda3897b4348060801c73f381",
+    "e2e749142e64b23d1d15dced110ef9b317d4a35a6a0190ed2d354d2e83682dc5d09a1728fe685a4abca6cc3b",
 );
 const AUTH_RESP: &str = concat!(
-    "77f99d4f269de0f3609b330177c8466b2e202320000000010000009024000074c05dc240d9dfd5aa327d61a1",
-    "01020e6239b30ad4a73a9fe605e7265a6736dee80f7ccaa8e562802c2ca155b7970428b764bd702f51947c4d",
-    "8223b5f588da393169715b1c5c5fa8480106c3ff1f8a0799578354f7ecb9077342ff879bf88d1776dada6905",
-    "5e401b93bb763b36bc822fa7",
+    "4e7518306bc9723f876e1c43c8f273e02e2023200000000100000090240000746e3da0bf9008afce1c7e6616",
+    "f6d6dc21028b3d7416439bfb883fcc245436b951ed4a2d441b7d69175f148ba82ddc2a2111e17b57a45316a8",
+    "bc1906b7172b0f578e4bb643bb28c2ce74f3258e092fa2761945252a2b528e9d1a9e2f399c015abaf70a0aa0",
+    "42b27869673fcaf1e543d1f6",
 );
-const INFO_REQ: &str = concat!(
-    "77f99d4f269de0f3609b330177c8466b2e2025000000000000000050290000346ff9ff012c5f6bb3bca7d2d8",
-    "1244ac78c52265fd2e49328cbeea45199c59215f2a77b86501a34df94e84c4eb88f96520",
+const CHILD_REQ: &str = concat!(
+    "4e7518306bc9723f876e1c43c8f273e02e20240800000002000002302100021490e99aa0afca4ebb74134deb",
+    "1150442eb6b3636ac5ac424b8bf0dfb05819c685558f24835d11bf22a27f5cdef8c033241ce557f908e881a3",
+    "7409c7e09056c7b975780ee8848f584b617dac9771e6f12344c6a6636a6ce06efe2fd6dd70bbe46e269925b0",
+    "21ec29a81371de28046b4009b23ceabc5e7ca78b9585de8e4972cdbaa4ae18409652c3dc6532a1da71a7b7bc",
+    "186330687625a667d850370ed96c09117e846f75616fd92503942480dfd05b535036583a247541777da3f4c0",
+    "6d27641c05f2ca5dd92b2deae16b1728adf484e4001b9f23036168903e5b9bca90e635b089588651cb28a792",
+    "23ffe2015a3b68d08afaaf445b2fe5d0662edb8f5e753f513025a1b2d3db238e05fca88766159ea3cbdc6889",
+    "402de314382d8917eba2439659988347a03952eb605c24e9ecadb401dd4f6c4a56e964f97ef7ee227fb81d9b",
+    "cc9fc907aac11f6eaeb73208a1a158c94881f80785fa68f455954dfae6f159fad946d2563de4c149653cb9a1",
+    "d0c7fcf6796cc8ac7dcc84a79ac3cdf672d254413ad5f06dc6aad61afd46733525cab14d61e669443c4ca5a1",
+    "3f7ec18c6ce6f2ea5d8c2492d1767da3b7e6f80b464ed0992e33f26558c5293d1df53203271982f6e76e96b0",
+    "8f0ebb4e73493bdeed05dd302433e07d2dbe34631e2dda5c6b93f16f204093f4f64e9730bd2f53dae9d9cfbc",
+    "460225df63e2c1f73ca9f107186d7d02c197d84ba4f0bac98af859c1b01a5ca4",
 );
-const INFO_RESP: &str = concat!(
-    "77f99d4f269de0f3609b330177c8466b2e2025280000000000000050000000345307ac271d7519b1fd6550f2",
-    "7c0d6243be5227595b84d1d283620bbe53f2b4caa811a8f5c3d2bb54f50a8ed8fe0d956c",
+const CHILD_RESP: &str = concat!(
+    "4e7518306bc9723f876e1c43c8f273e02e2024200000000200000050290000343bfaed951469c4f2c60e3c48",
+    "f264f8e2771183b7658b6187755d40d3ad4529a7d160026eb94ccfb49fae29bc9259bc8c",
+);
+const REKEY_REQ: &str = concat!(
+    "4e7518306bc9723f876e1c43c8f273e02e2024080000000300000210210001f46920702387e5c0cd08aff9f7",
+    "9259deb19ada6b76836ff4d96d5c14a230fc60b6ef6c61adaf3fd22fc9cd957c2f6971bc38fe46380b70c111",
+    "9cb1a749aa7fa211f771f386ee4d7cb2e48607b9b5690c01740ddd393e1480e54fd9e35de6bf4083bb712403",
+    "e8cb85c1ad411fe8ffa2c708ec55496cecd0ccce4cd738e554b6ab9cf187bcb7aff7d58bcf78360c8dcdbf9f",
+    "6be63c1ca0179f6bb3df7c0fba422034f69355c966ae128862113bf7b0b2e26e97e030632f77b208aa07fdd6",
+    "db5984bd5b846b65b4ed44f1e97f3a8ee5bce569c948e049276d5203451ecd044d774fbd4b90b1d608d0c39c",
+    "5b80792cdd6a7cbc4442eeb35faadf6a787a1a1645ecf0266998a9f5b3c5229346507f880997ca2b93811866",
+    "3a8b27df4c0f281bbb773b4759526d089a63c8a2be12a6b4c64baac8bb2a8dd1a2ddac245231fe6985b9b2c7",
+    "9f2dacb7e6c3264b24d9c1802fcb615f17cdc21ae953d0cf72765854b85298994e77402c50908adf4b884181",
+    "91c769979350851a56a14cb13c18432054b705ead8e95d58b6bce915fd72b3534e311cc149c957bb7e669032",
+    "260ae1da26f328fb51325d1eb26150b1341cb2360c65937daaf9ac6f800f8942a0ae62ee6d7a3aba9868cb67",
+    "511e730432221cc77ca30817dc770ebd00a0168e573a6514b5816f80a04a9f86188e9acfcdd15d9411297965",
+);
+const REKEY_RESP: &str = concat!(
+    "4e7518306bc9723f876e1c43c8f273e02e20242000000003000001b021000194267bf79699e3a7458b7a2fd5",
+    "ee733f8adab9f8fc64deec73f958986960250c7949cfa173b82986172458f3587b41603733cbd19ed66be72c",
+    "1870cb2dde2cf94c452e245df4b2f87b009d7a23fa9993b54a83d083148684e19112e75ec6f6f8825f363bd4",
+    "5b1882ede7d3f057e9a814f0d05b109f7b00f6c626d938c7440c24633941551bbd085601e2c9b21d14502390",
+    "0596ab90b6f660df8979514486020f6cd8e4282fc2657bede2477364dd8340b80b07453164689be58a964520",
+    "f45b89ec1f7aaa9eca6b104f2d00f1b68f1f8739e73f932726495f5a316805b0e8fa3bc7ea2e3e39fbabee48",
+    "3f9d7005f8b8b8b44979277dc4bc53ca4157704ef64668cf32fa85d7937578787d29b049df83ab4b585330d1",
+    "070863c658a4af79b87180bfc17e411c5d078e7ebbb89a732940c89676db5288a5fe8f46bd2133112dfc0b34",
+    "2ce8406174b64dacc01355aa003f3a01680055369fcf32eb297cf00f770000d3cfa3509f539da6d4a382ce36",
+    "486a1d04223fb584d9d0bb3025f78e98357af1d4787894af05ef4d5dc34d4cb08a2b3b89",
+);
+const DELETE_REQ: &str = concat!(
+    "4e7518306bc9723f876e1c43c8f273e02e20250800000004000000502a0000349610faeb4146098b8d87b30c",
+    "7ae380f9e6adce5fad67a3eccc18f63df707382649bc07253bf456ed30979f6d1caf4beb",
+);
+const DELETE_RESP: &str = concat!(
+    "4e7518306bc9723f876e1c43c8f273e02e20252000000004000000500000003458a9cf7307f1bc1626024ef0",
+    "6c18383764ccdd738ef9f1b26d6213474a6457e703d2d30aa9b7f4d90d0044edc5a951b8",
+);
+const DELETE2_REQ: &str = concat!(
+    "638b664a07d96555fae13cfd932eab552e20250800000000000000502a000034ea1db4f8c453769d09553725",
+    "d821a279940f9b84d75171745e915a4c7d194573c2b3844c0179f2aeed1915101cc825a9",
+);
+const DELETE2_RESP: &str = concat!(
+    "638b664a07d96555fae13cfd932eab552e202520000000000000005000000034df6159e4d16e0ce530b60575",
+    "37e9bbbecf9191ad31881031aa303f2c7a845ecbda35fef216420bbb03fc10f136c0728b",
 );
 
 fn bytes(h: &str) -> Vec<u8> {
@@ -292,20 +351,81 @@ fn ike_auth_response() {
 }
 
 #[test]
-fn informational_exchange() {
-    // Request from the responder (I flag clear), response from the initiator (I|R).
-    let req = parse_exact(INFO_REQ);
-    assert_eq!(req.header.exchange_type, ExchangeType::INFORMATIONAL);
-    assert!(!req.header.flags.initiator && !req.header.flags.response);
-    let p = inner(INFO_REQ, &req, SK_ER, SK_AR);
-    assert_eq!(notify_types(&p), [NotifyType(16399)]); // NO_ADDITIONAL_ADDRESSES (RFC 4555)
-    let resp = parse_exact(INFO_RESP);
-    assert!(resp.header.flags.initiator && resp.header.flags.response);
+fn create_child_sa_refused() {
+    // [ SA No KE TSi TSr ] -> [ N(TS_UNACCEPT) ]
+    let req = parse_exact(CHILD_REQ);
+    assert_eq!(req.header.exchange_type, ExchangeType::CREATE_CHILD_SA);
+    assert_eq!(req.header.message_id, 2);
+    let p = inner(CHILD_REQ, &req, SK_EI, SK_AI);
+    use PayloadType as P;
+    assert_eq!(types(&p), [P::SA, P::NONCE, P::KE, P::TSI, P::TSR]);
+    let sa = p.sa().unwrap();
+    assert!(sa
+        .iter()
+        .all(|x| x.protocol == ProtocolId::ESP && x.spi.len() == 4));
+    // aes128-sha256-modp2048 (PFS) first.
     assert_eq!(
-        resp.payloads.encrypted().unwrap().next_payload,
-        PayloadType::NONE
+        sa[0].transforms_of(TransformType::DH).next().unwrap().id,
+        dh::MODP_2048
     );
-    assert!(inner(INFO_RESP, &resp, SK_EI, SK_AI).is_empty());
+    assert_eq!(p.ke().unwrap().group, dh::MODP_2048);
+    let resp = parse_exact(CHILD_RESP);
+    let p = inner(CHILD_RESP, &resp, SK_ER, SK_AR);
+    assert_eq!(notify_types(&p), [NotifyType::TS_UNACCEPTABLE]);
+}
+
+#[test]
+fn ike_sa_rekey() {
+    // [ SA No KE ] both ways; the IKE proposal carries the new 8-octet SPI.
+    let req = parse_exact(REKEY_REQ);
+    let p = inner(REKEY_REQ, &req, SK_EI, SK_AI);
+    use PayloadType as P;
+    assert_eq!(types(&p), [P::SA, P::NONCE, P::KE]);
+    let sa = p.sa().unwrap();
+    assert!(sa.iter().all(|x| x.protocol == ProtocolId::IKE));
+    assert_eq!(sa[0].spi_u64(), Some(SPI_I2));
+    let resp = parse_exact(REKEY_RESP);
+    let p = inner(REKEY_RESP, &resp, SK_ER, SK_AR);
+    assert_eq!(types(&p), [P::SA, P::NONCE, P::KE]);
+    let sa = p.sa().unwrap();
+    assert_eq!(sa.len(), 1);
+    assert_eq!(sa[0].spi_u64(), Some(SPI_R2));
+    assert_eq!(p.ke().unwrap().data.len(), 256);
+}
+
+#[test]
+fn delete_exchanges() {
+    // Old IKE SA deleted after the rekey, then the new one on terminate.
+    for (req, resp, spis, keys) in [
+        (
+            DELETE_REQ,
+            DELETE_RESP,
+            (SPI_I, SPI_R),
+            (SK_EI, SK_AI, SK_ER, SK_AR),
+        ),
+        (
+            DELETE2_REQ,
+            DELETE2_RESP,
+            (SPI_I2, SPI_R2),
+            (SK_EI2, SK_AI2, SK_ER2, SK_AR2),
+        ),
+    ] {
+        let m = parse_exact(req);
+        assert_eq!(m.header.exchange_type, ExchangeType::INFORMATIONAL);
+        assert_eq!((m.header.spi_i, m.header.spi_r), spis);
+        let p = inner(req, &m, keys.0, keys.1);
+        let d: Vec<_> = p.deletes().collect();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].protocol, ProtocolId::IKE);
+        assert!(d[0].spis.is_empty());
+        let r = parse_exact(resp);
+        assert!(r.header.flags.response);
+        assert_eq!(
+            r.payloads.encrypted().unwrap().next_payload,
+            PayloadType::NONE
+        );
+        assert!(inner(resp, &r, keys.2, keys.3).is_empty());
+    }
 }
 
 #[test]
@@ -315,8 +435,14 @@ fn truncations_of_real_messages_fail_cleanly() {
         SA_INIT_RESP,
         AUTH_REQ,
         AUTH_RESP,
-        INFO_REQ,
-        INFO_RESP,
+        CHILD_REQ,
+        CHILD_RESP,
+        REKEY_REQ,
+        REKEY_RESP,
+        DELETE_REQ,
+        DELETE_RESP,
+        DELETE2_REQ,
+        DELETE2_RESP,
     ] {
         let b = bytes(h);
         for n in 0..b.len() {

@@ -30,6 +30,8 @@ pub enum Cmd {
     SwitchOutbound(u32, [u8; 36], mpsc::Sender<()>),
     /// Remove an inbound SPI; ack with whether it was there.
     RemoveInbound(u32, mpsc::Sender<bool>),
+    /// Re-install the inbound SA with selectors 0.0.0.0/0 and ::/0 on both ends.
+    AllowAll(mpsc::Sender<()>),
     /// Report counters and stop.
     Stop,
 }
@@ -113,6 +115,13 @@ pub fn start_side(
                     }
                     Cmd::RemoveInbound(spi, ack) => {
                         ack.send(dp.remove_inbound(spi)).ok();
+                    }
+                    Cmd::AllowAll(ack) => {
+                        let mut sa = inbound_with(in_spi, &in_key, "0.0.0.0/0")?;
+                        sa.remote_ts.push(net("::/0"));
+                        sa.local_ts = vec![net("0.0.0.0/0"), net("::/0")];
+                        dp.install_inbound(&tunnel, sa);
+                        ack.send(()).ok();
                     }
                     Cmd::Stop => break,
                 }

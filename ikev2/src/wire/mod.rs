@@ -26,6 +26,7 @@
 //!   [`emit_encrypted_prefix`] / [`emit_fragment_prefix`] that write the final header and
 //!   SK/SKF generic header for a given body length, so the caller can place the encrypted
 //!   body and compute the ICV over header .. end of ciphertext (RFC 7296 §3.14).
+//!   [`Reassembly`] puts the decrypted contents of SKF fragments back together (RFC 7383).
 //!
 //! # Contract
 //!
@@ -54,6 +55,7 @@
 mod macros;
 mod chain;
 mod codec;
+mod fragment;
 mod header;
 mod message;
 mod payloads;
@@ -61,6 +63,7 @@ mod sa;
 mod ts;
 
 pub use chain::{GenericPayload, PayloadIter, PayloadType, RawPayload, GENERIC_HEADER_LEN};
+pub use fragment::Reassembly;
 pub use header::{ExchangeType, Flags, Header, HeaderRepr, HEADER_LEN, IKE_VERSION};
 pub use message::{
     emit_chain, emit_encrypted_prefix, emit_fragment_prefix, parse_chain, raw_body, Message,
