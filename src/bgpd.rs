@@ -630,6 +630,9 @@ impl Task {
             if up && n.pending_connect {
                 n.pending_connect = false;
                 self.spawn_connect(id);
+            } else if up && !was {
+                // Connect now rather than after the connect-retry backoff.
+                self.speaker.neighbor_up(now, id);
             } else if was && !up {
                 tracing::info!(neighbor = %n.cfg.address, "tunnel down: BGP routes withdrawn");
                 self.conns.remove(&(id, false));
@@ -708,4 +711,58 @@ async fn run(
     t.flush();
     t.conns.clear();
     tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neighbor_policy_from_config() {
+        let text = r#"
+[[tunnel]]
+name = "azure"
+local_addrs = "192.0.2.1"
+remote_addrs = "198.51.100.7"
+psk_env = "CW_TEST_PSK"
+local_ts = ["10.1.0.0/16"]
+remote_ts = ["10.2.0.0/16"]
+
+[bgp]
+asn = 65010
+router_id = "10.1.255.1"
+
+[[bgp.neighbor]]
+address = "10.2.255.254"
+remote_asn = 65515
+tunnel = "azure"
+announce = ["10.1.0.0/24", "10.1.1.0/24"]
+import = ["10.2.0.0/16 le 24"]
+prepend = 2
+max_prefixes = 100
+max_prefixes_action = "warn"
+"#;
+        let cfg = config::Config::from_str(text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let n = &cfg.bgp.as_ref().unwrap().neighbors[0];
+        let p = policy(n);
+        assert_eq!(p.announce.len(), 2);
+        assert_eq!(p.prepend, 2);
+        assert_eq!(
+            p.max_prefixes,
+            Some(bgp::MaxPrefix {
+                limit: 100,
+                action: bgp::MaxPrefixAction::Warn
+            })
+        );
+        let yes: Prefix = "10.2.3.0/24".parse().unwrap();
+        let too_long: Prefix = "10.2.3.0/25".parse().unwrap();
+        let outside: Prefix = "10.9.0.0/16".parse().unwrap();
+        let own: Prefix = "10.1.0.0/24".parse().unwrap();
+        assert!(p.accepts(&yes));
+        assert!(!p.accepts(&too_long));
+        assert!(!p.accepts(&outside));
+        assert!(!p.accepts(&own));
+        // No export list: exactly the announcements go out.
+        assert!(p.export.entries.is_empty());
+    }
 }

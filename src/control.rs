@@ -18,12 +18,22 @@ const MAX_REQUEST: usize = 64 * 1024;
 
 /// Send one request and wait for the answer (blocking; used by the CLI and the lab).
 pub fn call(socket: &Path, req: &Request) -> anyhow::Result<Response> {
-    let mut s = StdUnixStream::connect(socket).with_context(|| {
-        format!(
-            "cannot connect to the control socket {} (is `causeway run` running?)",
-            socket.display()
-        )
-    })?;
+    let mut s = match StdUnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            let hint = match e.kind() {
+                std::io::ErrorKind::PermissionDenied => "the socket is root-only: run as root",
+                std::io::ErrorKind::ConnectionRefused => {
+                    "no daemon behind it: is `causeway run` running?"
+                }
+                _ => "is `causeway run` running? --socket PATH picks another socket",
+            };
+            bail!(
+                "cannot connect to the control socket {} ({hint}): {e}",
+                socket.display()
+            );
+        }
+    };
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
     let mut line = serde_json::to_string(req)?;

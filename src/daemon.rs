@@ -219,9 +219,9 @@ async fn daemon_main(
             .collect();
         for port in ports {
             let sa = SocketAddr::new(addr, port);
-            let s = UdpSocket::bind(sa)
-                .await
-                .with_context(|| format!("binding UDP {sa}"))?;
+            let s = UdpSocket::bind(sa).await.with_context(|| {
+                format!("binding UDP {sa} (ports below 1024 need root or CAP_NET_BIND_SERVICE)")
+            })?;
             tracing::info!(bound = %sa, "IKE socket open");
             ike_sockets.insert(addr, Arc::new(s));
         }
@@ -253,7 +253,12 @@ async fn daemon_main(
                     .unwrap_or(IpAddr::from([0u8; 4])),
                 mss_clamp: t.mss_clamp,
             })
-            .with_context(|| format!("tunnel {}: creating TUN device {}", t.name, t.interface))?;
+            .with_context(|| {
+                format!(
+                    "tunnel {}: creating TUN device {} (needs root or CAP_NET_ADMIN)",
+                    t.name, t.interface
+                )
+            })?;
         tracing::info!(tunnel = %t.name, dev = %t.interface, ifindex = dpt.ifindex(), "TUN device up");
         let (tx, rx) = mpsc::channel(256);
         tunnels.push(Arc::new(TunnelRt::new(t.clone(), psk, dpt, tx)));
@@ -441,14 +446,48 @@ async fn daemon_main(
 /// SIGHUP: apply what can change at run time (BGP announcements and filters), and say
 /// which changes need a restart.
 fn reload(running: &mut config::Config, new: config::Config, bgp: Option<&crate::bgpd::BgpTask>) {
-    let mut restart = Vec::new();
+    let plan = reload_plan(running, &new);
+    let mut applied = 0;
+    if let Some(task) = bgp {
+        for (i, n) in &plan.neighbors {
+            task.set_neighbor(*i, n.clone());
+            applied += 1;
+        }
+    }
+    if plan.bgp_applies {
+        running.bgp = new.bgp.clone();
+    }
+    tracing::info!(
+        neighbors_updated = applied,
+        "SIGHUP: configuration reloaded (BGP announce/import/export/prepend/max_prefixes apply at once)"
+    );
+    if !plan.restart.is_empty() {
+        tracing::warn!(
+            "SIGHUP: changes to {} need a restart (systemctl restart causeway) and were not applied",
+            plan.restart.join(", ")
+        );
+    }
+}
+
+/// What a reload can apply, and what needs a restart.
+#[derive(Debug, Default)]
+struct ReloadPlan {
+    /// Neighbors (by index) whose policy changed.
+    neighbors: Vec<(usize, config::Neighbor)>,
+    /// The `[bgp]` sessions are unchanged, so policy changes apply.
+    bgp_applies: bool,
+    /// Sections whose changes need a restart.
+    restart: Vec<&'static str>,
+}
+
+fn reload_plan(running: &config::Config, new: &config::Config) -> ReloadPlan {
+    let mut plan = ReloadPlan::default();
     if running.daemon != new.daemon {
-        restart.push("[daemon]");
+        plan.restart.push("[daemon]");
     }
     if running.tunnels != new.tunnels {
-        restart.push("[[tunnel]]");
+        plan.restart.push("[[tunnel]]");
     }
-    let mut applied = 0;
     match (&running.bgp, &new.bgp) {
         (None, None) => {}
         (Some(a), Some(b))
@@ -467,28 +506,16 @@ fn reload(running: &mut config::Config, new: config::Config, bgp: Option<&crate:
                         && x.keepalive == y.keepalive
                 }) =>
         {
+            plan.bgp_applies = true;
             for (i, (x, y)) in a.neighbors.iter().zip(&b.neighbors).enumerate() {
                 if x != y {
-                    if let Some(task) = bgp {
-                        task.set_neighbor(i, y.clone());
-                        applied += 1;
-                    }
+                    plan.neighbors.push((i, y.clone()));
                 }
             }
-            running.bgp = new.bgp.clone();
         }
-        _ => restart.push("[bgp] sessions"),
+        _ => plan.restart.push("[bgp] sessions"),
     }
-    tracing::info!(
-        neighbors_updated = applied,
-        "SIGHUP: configuration reloaded (BGP announce/import/export/prepend/max_prefixes apply at once)"
-    );
-    if !restart.is_empty() {
-        tracing::warn!(
-            "SIGHUP: changes to {} need a restart (systemctl restart causeway) and were not applied",
-            restart.join(", ")
-        );
-    }
+    plan
 }
 
 async fn wait_for_stop(config_path: &Path, mut on_reload: impl FnMut(config::Config)) {
@@ -620,5 +647,65 @@ async fn tunnel_action(shared: &Arc<Shared>, name: &str, cmd: TunnelCmd) -> Resp
         Ok(Ok(msg)) => Response::message(msg),
         Ok(Err(e)) => Response::error(e),
         Err(_) => Response::error("the tunnel task did not answer"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[[tunnel]]
+name = "azure"
+local_addrs = "192.0.2.1"
+remote_addrs = "198.51.100.7"
+psk_env = "CW_TEST_PSK"
+local_ts = ["10.1.0.0/16"]
+remote_ts = ["10.2.0.0/16"]
+
+[bgp]
+asn = 65010
+router_id = "10.1.255.1"
+
+[[bgp.neighbor]]
+address = "10.2.255.254"
+remote_asn = 65515
+tunnel = "azure"
+announce = ["10.1.0.0/24"]
+"#;
+
+    fn cfg(text: &str) -> config::Config {
+        config::Config::from_str(text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn reload_applies_bgp_policy_without_restart() {
+        let old = cfg(BASE);
+        let new = cfg(&BASE.replace(
+            r#"announce = ["10.1.0.0/24"]"#,
+            r#"announce = ["10.1.0.0/24", "10.1.2.0/24"]"#,
+        ));
+        let plan = reload_plan(&old, &new);
+        assert!(plan.restart.is_empty(), "{plan:?}");
+        assert!(plan.bgp_applies);
+        assert_eq!(plan.neighbors.len(), 1);
+        assert_eq!(plan.neighbors[0].0, 0);
+        assert_eq!(plan.neighbors[0].1.announce.len(), 2);
+        assert!(reload_plan(&old, &old).neighbors.is_empty());
+    }
+
+    #[test]
+    fn reload_says_which_changes_need_a_restart() {
+        let old = cfg(BASE);
+        let tunnel = cfg(&BASE.replace(
+            r#"remote_ts = ["10.2.0.0/16"]"#,
+            r#"remote_ts = ["10.3.0.0/16", "10.2.0.0/16"]"#,
+        ));
+        assert_eq!(reload_plan(&old, &tunnel).restart, vec!["[[tunnel]]"]);
+        let asn = cfg(&BASE.replace("remote_asn = 65515", "remote_asn = 65020"));
+        let plan = reload_plan(&old, &asn);
+        assert_eq!(plan.restart, vec!["[bgp] sessions"]);
+        assert!(!plan.bgp_applies);
+        assert!(plan.neighbors.is_empty());
     }
 }

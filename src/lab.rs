@@ -5,12 +5,22 @@
 //!                      AS 65010, BGP 10.1.255.1            AS 65515 ("Azure"), BGP 10.2.255.254
 //! ```
 //!
-//! Both gateways run `causeway run` (via `ip netns exec`). The lab proves, step by step: the
-//! configs validate, the daemons come up, IKE establishes a Child SA (SPIs cross-checked),
-//! LAN-to-LAN ping goes through ESP (the tunnel counters move), BGP reaches Established and
-//! the learned routes are in the kernel with Causeway's protocol id, and the daemons shut
-//! down cleanly (routes and TUN removed). Everything is torn down on every path: Drop guards
-//! plus a SIGINT/SIGTERM flag checked while waiting.
+//! gw-a runs `causeway run` (via `ip netns exec`) with `profile = "azure"`; gw-b plays the
+//! Azure VPN Gateway (Azure's proposals, ASN 65515): a second causeway, or with
+//! `--peer strongswan` strongSwan's charon (kernel-libipsec) + BIRD 2. Options: `--encap
+//! esp` (raw ESP), `--nat` (gw-a behind a masquerading NAT router: NAT-T),
+//! `--forced-tunneling` (gw-a sends 0.0.0.0/0 into the tunnel), `--keep-logs`.
+//!
+//! The lab proves, step by step: the configs validate; both sides come up; IKE establishes
+//! a Child SA (SPIs cross-checked on both sides); LAN-to-LAN ping goes through ESP (counters
+//! move, nftables on gw-b's WAN sees ESP and no plaintext); BGP reaches Established and the
+//! learned routes are in the kernel with Causeway's protocol id; NAT traversal / forced
+//! tunneling when asked; throughput (iperf3, informational); SIGHUP reload of BGP
+//! announcements; Child SA and IKE SA rekeys; terminate/initiate (routes withdrawn and
+//! restored); the CLI and the metrics endpoint; clean shutdown (exit 0, routes and TUN
+//! removed); no PSK in any log. Everything is torn down on every path: Drop guards, a
+//! SIGINT/SIGTERM flag checked while waiting, and a sweep of namespaces left by a killed
+//! run. Exit 0 only if every step passed.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -31,6 +41,26 @@ static FORCED: AtomicBool = AtomicBool::new(false);
 
 fn forced() -> bool {
     FORCED.load(Ordering::SeqCst)
+}
+
+/// `--nat`: gw-a sits behind a NAT router (masquerade) with a private WAN address.
+static NAT: AtomicBool = AtomicBool::new(false);
+
+fn nat() -> bool {
+    NAT.load(Ordering::SeqCst)
+}
+
+/// gw-a's private WAN address behind the NAT router (its public one is [`WAN_A`]).
+const WAN_A_PRIVATE: &str = "192.168.100.2";
+const NAT_LAN: &str = "192.168.100.1";
+
+/// gw-a's own outer address: public, or private behind the NAT.
+fn wan_a_local() -> &'static str {
+    if nat() {
+        WAN_A_PRIVATE
+    } else {
+        WAN_A
+    }
 }
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -131,6 +161,7 @@ struct Daemon {
     child: Option<Child>,
     socket: PathBuf,
     log: PathBuf,
+    started: Instant,
 }
 
 impl Daemon {
@@ -154,6 +185,7 @@ impl Daemon {
             child: Some(child),
             socket: dir.join(format!("{tag}.sock")),
             log,
+            started: Instant::now(),
         })
     }
 
@@ -471,6 +503,8 @@ struct Lab {
     host_b: Netns,
     gw_a: Netns,
     gw_b: Netns,
+    /// The NAT router in front of gw-a (`--nat`).
+    nat: Option<Netns>,
 }
 
 fn build_topology(pid: u32) -> Result<(Lab, Vec<String>), String> {
@@ -479,9 +513,39 @@ fn build_topology(pid: u32) -> Result<(Lab, Vec<String>), String> {
     let host_a = Netns::create(format!("cwlab-{pid}-ha"))?;
     let host_b = Netns::create(format!("cwlab-{pid}-hb"))?;
     // veth pairs created inside the namespaces: never visible in the root namespace.
-    gw_a.ip(&[
-        "link", "add", "wan", "type", "veth", "peer", "name", "wan", "netns", &gw_b.name,
-    ])?;
+    let nat_ns = if nat() {
+        Some(Netns::create(format!("cwlab-{pid}-nat"))?)
+    } else {
+        None
+    };
+    match &nat_ns {
+        None => {
+            gw_a.ip(&[
+                "link", "add", "wan", "type", "veth", "peer", "name", "wan", "netns", &gw_b.name,
+            ])?;
+        }
+        Some(n) => {
+            // gw-a (private) — NAT router (public WAN_A, masquerade) — gw-b.
+            gw_a.ip(&[
+                "link", "add", "wan", "type", "veth", "peer", "name", "lan", "netns", &n.name,
+            ])?;
+            n.ip(&[
+                "link", "add", "wan", "type", "veth", "peer", "name", "wan", "netns", &gw_b.name,
+            ])?;
+            n.ip(&["addr", "add", &format!("{NAT_LAN}/24"), "dev", "lan"])?;
+            n.ip(&["addr", "add", &format!("{WAN_A}/24"), "dev", "wan"])?;
+            n.ip(&["link", "set", "lan", "up"])?;
+            n.ip(&["link", "set", "wan", "up"])?;
+            n.ip(&["route", "add", &format!("{WAN_B}/32"), "dev", "wan"])?;
+            n.sysctl("net.ipv4.ip_forward", "1")?;
+            let rules = "table ip cwnat {\n  chain post {\n    type nat hook postrouting priority 100;\n    oifname \"wan\" udp dport 4500 counter comment \"natt\"\n    oifname \"wan\" masquerade\n  }\n}\n";
+            let path = std::env::temp_dir().join(format!("cwlab-{pid}-nat.nft"));
+            std::fs::write(&path, rules).map_err(|e| e.to_string())?;
+            let res = n.exec("nft", &["-f", &path.to_string_lossy()]);
+            let _ = std::fs::remove_file(&path);
+            res.map_err(|e| format!("NAT rules: {e}"))?;
+        }
+    }
     gw_a.ip(&[
         "link",
         "add",
@@ -507,12 +571,23 @@ fn build_topology(pid: u32) -> Result<(Lab, Vec<String>), String> {
         &host_b.name,
     ])?;
     for (gw, wan, peer, lan_addr, host, host_addr) in [
-        (&gw_a, WAN_A, WAN_B, "10.1.0.1/24", &host_a, "10.1.0.10/24"),
+        (
+            &gw_a,
+            wan_a_local(),
+            WAN_B,
+            "10.1.0.1/24",
+            &host_a,
+            "10.1.0.10/24",
+        ),
         (&gw_b, WAN_B, WAN_A, "10.2.0.1/24", &host_b, "10.2.0.10/24"),
     ] {
         gw.ip(&["addr", "add", &format!("{wan}/24"), "dev", "wan"])?;
         gw.ip(&["link", "set", "wan", "up"])?;
-        gw.ip(&["route", "add", &format!("{peer}/32"), "dev", "wan"])?;
+        if nat_ns.is_some() && wan == WAN_A_PRIVATE {
+            gw.ip(&["route", "add", &format!("{peer}/32"), "via", NAT_LAN])?;
+        } else {
+            gw.ip(&["route", "add", &format!("{peer}/32"), "dev", "wan"])?;
+        }
         gw.ip(&["addr", "add", lan_addr, "dev", "lan"])?;
         gw.ip(&["link", "set", "lan", "up"])?;
         gw.sysctl("net.ipv4.ip_forward", "1")?;
@@ -523,16 +598,23 @@ fn build_topology(pid: u32) -> Result<(Lab, Vec<String>), String> {
         let gw_lan = lan_addr.split('/').next().unwrap_or_default();
         host.ip(&["route", "add", "default", "via", gw_lan])?;
     }
-    let detail = vec![format!(
-        "{} (10.1.0.10) — {} (WAN {WAN_A}) ══ {} (WAN {WAN_B}) — {} (10.2.0.10)",
-        host_a.name, gw_a.name, gw_b.name, host_b.name
-    )];
+    let detail = vec![match &nat_ns {
+        None => format!(
+            "{} (10.1.0.10) — {} (WAN {WAN_A}) ══ {} (WAN {WAN_B}) — {} (10.2.0.10)",
+            host_a.name, gw_a.name, gw_b.name, host_b.name
+        ),
+        Some(n) => format!(
+            "{} (10.1.0.10) — {} (WAN {WAN_A_PRIVATE}) — {} (NAT, public {WAN_A}) ══ {} (WAN {WAN_B}) — {} (10.2.0.10)",
+            host_a.name, gw_a.name, n.name, gw_b.name, host_b.name
+        ),
+    }];
     Ok((
         Lab {
             host_a,
             host_b,
             gw_a,
             gw_b,
+            nat: nat_ns,
         },
         detail,
     ))
@@ -563,17 +645,17 @@ fn bgp_unavailable(s: &Snapshot) -> bool {
 }
 
 /// Build the lab, prove it, tear it down. Exit 0 only if every step passed.
-pub fn run(keep_logs: bool, encap: &str, peer: PeerKind, forced_tunneling: bool) -> ExitCode {
+pub fn run(
+    keep_logs: bool,
+    encap: &str,
+    peer: PeerKind,
+    forced_tunneling: bool,
+    behind_nat: bool,
+) -> ExitCode {
     FORCED.store(forced_tunneling, Ordering::SeqCst);
+    NAT.store(behind_nat, Ordering::SeqCst);
     let t_start = Instant::now();
     install_signal_handlers();
-    println!(
-        "causeway lab: two sites in network namespaces, an IKEv2/ESP tunnel and BGP between causeway (site A) and {} (site B)\n",
-        match peer {
-            PeerKind::Causeway => "causeway configured like Azure",
-            PeerKind::StrongSwan => "strongSwan + BIRD configured like Azure",
-        }
-    );
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("causeway lab: must run as root (it creates network namespaces)");
@@ -596,8 +678,16 @@ pub fn run(keep_logs: bool, encap: &str, peer: PeerKind, forced_tunneling: bool)
             return ExitCode::FAILURE;
         }
     };
+    if behind_nat && encap == "esp" {
+        eprintln!("causeway lab: raw ESP cannot cross the NAT: use --encap auto or udp with --nat");
+        return ExitCode::FAILURE;
+    }
+    if behind_nat && cmd("sh", &["-c", "command -v nft"]).is_err() {
+        eprintln!("causeway lab: --nat needs nft (nftables) for the NAT router");
+        return ExitCode::FAILURE;
+    }
     if peer == PeerKind::StrongSwan {
-        if encap != "udp" {
+        if encap == "esp" {
             eprintln!("causeway lab: strongSwan's kernel-libipsec always uses ESP-in-UDP: use --encap udp");
             return ExitCode::FAILURE;
         }
@@ -606,12 +696,24 @@ pub fn run(keep_logs: bool, encap: &str, peer: PeerKind, forced_tunneling: bool)
             return ExitCode::FAILURE;
         }
     }
+    println!(
+        "causeway lab: two sites in network namespaces, an IKEv2/ESP tunnel and BGP between causeway (site A) and {} (site B)\n",
+        match peer {
+            PeerKind::Causeway => "causeway configured like Azure",
+            PeerKind::StrongSwan => "strongSwan + BIRD configured like Azure",
+        }
+    );
     sweep_stale();
     let pid = std::process::id();
     println!(
-        "lab id: {pid} (namespaces cwlab-{pid}-*, ESP encapsulation: {encap}{})\n",
+        "lab id: {pid} (namespaces cwlab-{pid}-*, ESP encapsulation: {encap}{}{})\n",
         if forced_tunneling {
             ", forced tunneling: site A routes 0.0.0.0/0 into the tunnel"
+        } else {
+            ""
+        },
+        if behind_nat {
+            ", site A behind NAT"
         } else {
             ""
         }
@@ -708,7 +810,7 @@ fn write_configs(dir: &Path, encap: &str) -> Result<(PathBuf, PathBuf), String> 
     }
     let a = Site {
         tag: "a",
-        wan: WAN_A,
+        wan: wan_a_local(),
         peer_wan: WAN_B,
         bgp_addr: BGP_A,
         peer_bgp: BGP_B,
@@ -716,7 +818,12 @@ fn write_configs(dir: &Path, encap: &str) -> Result<(PathBuf, PathBuf), String> 
         role: "on-premises, `profile = \"azure\"`",
         // The profile fills in Azure's proposals, lifetimes, DPD, MSS clamp, the
         // neighbor's ASN 65515 and multihop.
-        tunnel_extra: "profile = \"azure\"\n",
+        tunnel_extra: if nat() {
+            // Behind NAT: identify with the public address (as Azure expects).
+            "profile = \"azure\"\nlocal_id = \"192.0.2.1\"\n"
+        } else {
+            "profile = \"azure\"\n"
+        },
         neighbor_extra: "",
         local_net: "10.1.0.0/16",
         remote_net: if forced() { "0.0.0.0/0" } else { "10.2.0.0/16" },
@@ -1155,6 +1262,15 @@ fn lab_steps(
         }
     }
 
+    if ike_ok {
+        if let Some(n) = &lab.nat {
+            report.step(
+                "NAT traversal: NAT detected, IKE and ESP in UDP 4500 through the masquerade",
+                || prove_nat(n, &da),
+            );
+        }
+    }
+
     if ike_ok && forced() {
         report.step(
             "forced tunneling: default route into cw-lab, peer pinned to the WAN",
@@ -1187,6 +1303,13 @@ fn lab_steps(
         report.step(
             "rekey: causeway rekey -> new Child SA on both sides, old one deleted",
             || prove_rekey(lab, exe, &da, peer),
+        );
+    }
+
+    if ike_ok {
+        report.step(
+            "rekey --ike: new IKE SA, the Child SA and BGP carry on",
+            || prove_rekey_ike(lab, exe, &da, peer),
         );
     }
 
@@ -1253,7 +1376,6 @@ fn lab_steps(
 }
 
 fn prove_ike(da: &Daemon, peer: &dyn Peer) -> Result<((), Vec<String>), String> {
-    let t0 = Instant::now();
     let got = wait_for(Duration::from_secs(30), || {
         let a = da.status().ok()?;
         let t = tunnel_of(&a)?;
@@ -1293,7 +1415,10 @@ fn prove_ike(da: &Daemon, peer: &dyn Peer) -> Result<((), Vec<String>), String> 
     };
     let ta = tunnel_of(&a).ok_or("no tunnel")?;
     let ca = ta.child_sas.first().ok_or("no child SA")?;
-    let mut detail = vec![format!("established in {:.1}s", t0.elapsed().as_secs_f64())];
+    let mut detail = vec![format!(
+        "up within {:.1}s of gw-a's daemon start",
+        da.started.elapsed().as_secs_f64()
+    )];
     if let Some(ike) = &ta.ike_sa {
         detail.push(format!(
             "IKE SA {} spi {}_i {}_r ({})",
@@ -1376,7 +1501,6 @@ fn prove_traffic(lab: &Lab, da: &Daemon, peer: &dyn Peer) -> Result<((), Vec<Str
 }
 
 fn prove_bgp(da: &Daemon, peer: &dyn Peer) -> Result<((), Vec<String>), String> {
-    let t0 = Instant::now();
     let est = |s: &Snapshot| {
         s.bgp
             .iter()
@@ -1409,7 +1533,10 @@ fn prove_bgp(da: &Daemon, peer: &dyn Peer) -> Result<((), Vec<String>), String> 
             peer.log_tail()
         ));
     };
-    let mut detail = vec![format!("Established in {:.1}s", t0.elapsed().as_secs_f64())];
+    let mut detail = vec![format!(
+        "Established within {:.1}s of gw-a's daemon start",
+        da.started.elapsed().as_secs_f64()
+    )];
     for n in &a.bgp {
         detail.push(format!(
             "gw-a (AS 65010): neighbor {} AS{} {}: received {}, accepted {}, advertised {}",
@@ -1865,4 +1992,116 @@ fn tun_tx_dropped(ns: &Netns) -> Option<u64> {
         .get("tx")?
         .get("dropped")?
         .as_u64()
+}
+
+fn prove_nat(n: &Netns, da: &Daemon) -> Result<((), Vec<String>), String> {
+    let s = da.status()?;
+    let t = tunnel_of(&s).ok_or("no tunnel")?;
+    let c = t.child_sas.first().ok_or("no Child SA")?;
+    if c.encap != "udp" {
+        return Err(format!(
+            "Child SA uses {} although gw-a is behind NAT",
+            c.encap
+        ));
+    }
+    let text = n.exec("nft", &["list", "table", "ip", "cwnat"])?;
+    let packets = text
+        .lines()
+        .find(|l| l.contains("comment \"natt\""))
+        .and_then(|l| {
+            let mut w = l.split_whitespace();
+            w.find(|x| *x == "packets")?;
+            w.next()?.parse::<u64>().ok()
+        })
+        .ok_or("no NAT-T counter on the NAT router")?;
+    if packets == 0 {
+        return Err("no UDP 4500 packets went through the NAT".into());
+    }
+    Ok((
+        (),
+        vec![
+            format!(
+                "gw-a {WAN_A_PRIVATE} is seen as {WAN_A}; Child SA {} encap {}",
+                c.algorithms, c.encap
+            ),
+            format!("{packets} UDP/4500 packets (IKE + ESP) masqueraded by the NAT router"),
+        ],
+    ))
+}
+
+fn prove_rekey_ike(
+    lab: &Lab,
+    exe: &Path,
+    da: &Daemon,
+    peer: &dyn Peer,
+) -> Result<((), Vec<String>), String> {
+    /// (IKE SPIs, IKE algorithms, Child SA SPI pairs, BGP uptime).
+    type View = (String, String, Vec<(String, String)>, Option<u64>);
+    let view = || -> Option<View> {
+        let s = da.status().ok()?;
+        let t = tunnel_of(&s)?;
+        let ike = t.ike_sa.as_ref()?;
+        Some((
+            format!("{}_i {}_r", ike.spi_i, ike.spi_r),
+            ike.algorithms.clone(),
+            t.child_sas
+                .iter()
+                .map(|c| (c.spi_in.clone(), c.spi_out.clone()))
+                .collect(),
+            s.bgp.first().and_then(|n| n.uptime_secs),
+        ))
+    };
+    let (old_ike, _, old_children, up_before) = view().ok_or("no IKE SA")?;
+    let t0 = Instant::now();
+    let mut detail = vec![format!(
+        "causeway rekey {TUNNEL} --ike: {}",
+        cli(exe, da, &["rekey", TUNNEL, "--ike"])?
+    )];
+    let got = wait_for(Duration::from_secs(20), || {
+        let (ike, algs, children, _) = view()?;
+        (ike != old_ike && ike.len() > 8).then_some((ike, algs, children))
+    });
+    let Some((new_ike, algs, children)) = got else {
+        return Err(format!(
+            "IKE SA not rekeyed within 20 s (still {old_ike}); gw-a log: {}",
+            da.log_tail(3)
+        ));
+    };
+    detail.push(format!(
+        "IKE SA {old_ike} -> {new_ike} ({algs}) in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    ));
+    if children != old_children {
+        return Err(format!(
+            "the Child SAs changed on an IKE rekey: {old_children:?} -> {children:?}"
+        ));
+    }
+    let theirs = peer.child_spis();
+    if !children
+        .iter()
+        .all(|(i, o)| theirs.iter().any(|(pi, po)| pi == o && po == i))
+    {
+        return Err(format!(
+            "gw-b's Child SAs {theirs:?} no longer match {children:?}"
+        ));
+    }
+    detail.push(format!(
+        "Child SA unchanged on both sides ({})",
+        children
+            .iter()
+            .map(|(i, o)| format!("in {i} / out {o}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    if let (Some(before), Some((_, _, _, Some(after)))) = (up_before, view()) {
+        if after < before {
+            return Err(format!("BGP restarted (uptime {before}s -> {after}s)"));
+        }
+        detail.push(format!(
+            "BGP session stayed up (uptime {before}s -> {after}s)"
+        ));
+    }
+    let summary = ping(&lab.host_a, HOST_B, 3)?;
+    detail.push(format!("ping: {summary}"));
+    Ok(((), detail))
 }

@@ -97,10 +97,11 @@ enum Command {
         /// Keep the lab's logs and configs (their directory is printed)
         #[arg(long)]
         keep_logs: bool,
-        /// ESP encapsulation between the two sites: `udp` (ESP-in-UDP on port 4500) or
-        /// `esp` (raw IP protocol 50, what Azure uses without NAT)
-        #[arg(long, default_value = "udp", value_parser = ["udp", "esp"])]
-        encap: String,
+        /// ESP encapsulation between the two sites: `udp` (ESP-in-UDP on port 4500),
+        /// `esp` (raw IP protocol 50, what Azure uses without NAT) or `auto` (UDP when a NAT
+        /// is detected) [default: udp, auto with --nat]
+        #[arg(long, value_parser = ["udp", "esp", "auto"])]
+        encap: Option<String>,
         /// What plays site B (the Azure side): a second `causeway`, or `strongswan`
         /// (charon with kernel-libipsec + BIRD 2, when installed)
         #[arg(long, default_value = "causeway", value_parser = ["causeway", "strongswan"])]
@@ -109,6 +110,10 @@ enum Command {
         /// underlay route to the peer pinned
         #[arg(long)]
         forced_tunneling: bool,
+        /// Put site A behind a NAT router (private WAN address, masquerade): NAT
+        /// detection moves IKE to port 4500 and ESP into UDP
+        #[arg(long)]
+        nat: bool,
     },
 }
 
@@ -123,15 +128,17 @@ fn main() -> ExitCode {
             encap,
             peer,
             forced_tunneling,
+            nat,
         } => lab::run(
             keep_logs,
-            &encap,
+            encap.as_deref().unwrap_or(if nat { "auto" } else { "udp" }),
             if peer == "strongswan" {
                 lab::PeerKind::StrongSwan
             } else {
                 lab::PeerKind::Causeway
             },
             forced_tunneling,
+            nat,
         ),
         Command::Status { json } => query(socket, Request::Status, json, render::status),
         Command::Sa { json } => query(socket, Request::Sa, json, render::sa),

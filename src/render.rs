@@ -155,8 +155,11 @@ fn neighbor(out: &mut String, n: &NeighborStatus) {
         n.prefixes_accepted,
         n.prefixes_advertised
     );
-    if let Some(e) = &n.last_error {
-        let _ = writeln!(out, "    last error: {e}");
+    // An old error of a session that is up again is history, not news (it stays in --json).
+    if n.state != "Established" {
+        if let Some(e) = &n.last_error {
+            let _ = writeln!(out, "    last error: {e}");
+        }
     }
 }
 

@@ -400,6 +400,9 @@ pub fn ike_config(t: &config::Tunnel, psk: &config::Psk) -> ikev2::Config {
     ikev2::crypto::Rng::fill(&mut ikev2::crypto::SystemRng, &mut r);
     let frac = (u64::from_le_bytes(r) >> 11) as f64 / (1u64 << 53) as f64;
     c.child_rekey_time = Some(lo + hi.saturating_sub(lo).mul_f64(frac));
+    let (lo, hi) = (t.ike_rekey_earliest(), t.ike_rekey_latest());
+    c.ike_rekey_time = Some(lo + hi.saturating_sub(lo).mul_f64(frac));
+    c.dpd_delay = (!t.dpd_delay.is_zero()).then_some(t.dpd_delay);
     c.encap = match t.encap {
         config::Encap::Udp => ikev2::Encap::Force,
         config::Encap::Auto | config::Encap::Esp => ikev2::Encap::Auto,
@@ -429,8 +432,8 @@ struct Driver {
     ep: ikev2::Endpoint,
     intent: Intent,
     retry_at: Option<Instant>,
-    dpd_at: Option<Instant>,
-    reauth_at: Option<Instant>,
+    /// When the IKE engine rekeys the IKE SA after its establishment.
+    ike_rekey: Option<Duration>,
     /// When the IKE engine rekeys a Child SA after its installation.
     child_rekey: Option<Duration>,
 }
@@ -479,15 +482,9 @@ impl Driver {
             } => {
                 let algorithms = suite.to_proposal().to_string();
                 tracing::info!(tunnel = %name, spi_i = %hex64(spi_i), spi_r = %hex64(spi_r), initiator, %algorithms, %peer_id, nat, %remote_addr, "IKE SA established");
-                // Reauthenticate (make a fresh IKE SA) before the lifetimes run out; the
-                // initiating side does it, as strongSwan's reauth does.
-                // (Child SAs are rekeyed by the IKE engine itself, CREATE_CHILD_SA.)
-                let life = self.t.cfg.ike_rekey_earliest();
-                let rekey_at = (initiator && self.intent == Intent::Up).then(|| now + life);
-                self.reauth_at = rekey_at;
-                if !self.t.cfg.dpd_delay.is_zero() {
-                    self.dpd_at = Some(now + self.t.cfg.dpd_delay);
-                }
+                // The IKE engine rekeys the IKE SA and the Child SAs (CREATE_CHILD_SA)
+                // and runs DPD by itself; this is for `causeway status`.
+                let rekey_at = self.ike_rekey.map(|d| now + d);
                 let mut info = lock(&self.t.info);
                 info.ike = Some(IkeInfo {
                     spi_i,
@@ -520,8 +517,6 @@ impl Driver {
                 {
                     info.ike = None;
                     drop(info);
-                    self.dpd_at = None;
-                    self.reauth_at = None;
                     if self.intent == Intent::Up && !self.ep.is_established() {
                         self.retry_at = Some(now + RETRY);
                     }
@@ -542,6 +537,7 @@ impl Driver {
                     ike.spi_r = spi_r;
                     ike.algorithms = algorithms;
                     ike.established = now;
+                    ike.rekey_at = self.ike_rekey.map(|d| now + d);
                 }
             }
             ikev2::Event::Failed(reason) => {
@@ -613,20 +609,18 @@ impl Driver {
             TunnelCmd::Terminate => {
                 self.intent = Intent::Down;
                 self.retry_at = None;
-                self.reauth_at = None;
                 self.ep.terminate(now);
                 Ok(format!(
                     "tunnel {name}: deleting the IKE SA and its Child SAs"
                 ))
             }
             TunnelCmd::Rekey { ike: true } => {
-                // The IKE engine has no in-place rekey yet: reauthenticate instead
-                // (delete, then establish a fresh IKE SA and Child SA).
-                self.ep.terminate(now);
-                self.intent = Intent::Up;
-                self.retry_at = Some(now + Duration::from_millis(500));
+                if !self.ep.is_established() {
+                    return Err(format!("tunnel {name}: no established IKE SA to rekey"));
+                }
+                self.ep.rekey_ike(now);
                 Ok(format!(
-                    "tunnel {name}: reauthenticating (IKE SA deleted and re-established; traffic pauses briefly)"
+                    "tunnel {name}: rekeying the IKE SA (CREATE_CHILD_SA; the Child SAs stay)"
                 ))
             }
             TunnelCmd::Rekey { ike: false } => {
@@ -661,19 +655,20 @@ pub async fn run(t: Arc<TunnelRt>, shared: Arc<Shared>, mut rx: mpsc::Receiver<T
         config::StartAction::Trap => Intent::Trap,
         config::StartAction::None => Intent::Passive,
     };
-    let mut trap_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut trap_seen = t.dp.counters().dropped(DropReason::NoOutboundSa);
+    let mut esp_seen = t.dp.counters().packets_in;
     let mut d = Driver {
         t,
         shared,
         ep,
         intent,
         retry_at: None,
-        dpd_at: None,
-        reauth_at: None,
+        ike_rekey: None,
         child_rekey: None,
     };
     d.child_rekey = d.ep.config().child_rekey_time;
+    d.ike_rekey = d.ep.config().ike_rekey_time;
     if d.intent == Intent::Up {
         d.initiate(Instant::now());
         d.flush().await;
@@ -702,28 +697,21 @@ pub async fn run(t: Arc<TunnelRt>, shared: Arc<Shared>, mut rx: mpsc::Receiver<T
                     d.initiate(Instant::now());
                 }
             }
-            _ = trap_tick.tick(), if d.intent == Intent::Trap => {
-                // Packets routed into the tunnel without an SA: bring it up.
-                let now_seen = d.t.dp.counters().dropped(DropReason::NoOutboundSa);
-                let waiting = now_seen > trap_seen;
-                trap_seen = now_seen;
-                if waiting && d.ep.ike_sas().is_empty() {
+            _ = tick.tick() => {
+                let c = d.t.dp.counters();
+                // ESP from the peer proves it alive: no DPD probes while traffic flows.
+                if c.packets_in > esp_seen {
+                    d.ep.peer_alive(Instant::now());
+                }
+                esp_seen = c.packets_in;
+                // start_action = trap: packets routed into the tunnel without an SA.
+                let dropped = c.dropped(DropReason::NoOutboundSa);
+                let waiting = dropped > trap_seen;
+                trap_seen = dropped;
+                if d.intent == Intent::Trap && waiting && d.ep.ike_sas().is_empty() {
                     tracing::info!(tunnel = %d.t.cfg.name, "traffic for the tunnel (trap)");
                     d.initiate(Instant::now());
                 }
-            }
-            _ = sleep_opt(d.dpd_at) => {
-                d.dpd_at = None;
-                if d.ep.is_established() {
-                    d.ep.check_liveness(Instant::now());
-                    d.dpd_at = Some(Instant::now() + d.t.cfg.dpd_delay);
-                }
-            }
-            _ = sleep_opt(d.reauth_at) => {
-                d.reauth_at = None;
-                tracing::info!(tunnel = %d.t.cfg.name, "lifetime ending: reauthenticating");
-                d.ep.terminate(Instant::now());
-                d.retry_at = Some(Instant::now() + Duration::from_millis(500));
             }
         }
         d.flush().await;
@@ -748,4 +736,62 @@ pub async fn run(t: Arc<TunnelRt>, shared: Arc<Shared>, mut rx: mpsc::Receiver<T
         }
     }
     d.t.remove_all_sas(&d.shared.dp);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tunnel(extra: &str) -> config::Tunnel {
+        let text = format!(
+            r#"
+[[tunnel]]
+name = "azure"
+local_addrs = "192.0.2.1"
+remote_addrs = "198.51.100.7"
+psk_env = "CW_TEST_PSK"
+local_ts = ["10.1.0.0/16"]
+remote_ts = ["10.2.0.0/16", "10.3.0.0/24"]
+{extra}
+"#
+        );
+        let cfg = config::Config::from_str(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        cfg.tunnels.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn ike_config_follows_the_tunnel() {
+        let t = tunnel("encap = \"udp\"\nchild_lifetime = \"1h\"\nlocal_id = \"@site.example\"");
+        let psk = config::Psk::new(b"not-printed".to_vec());
+        let c = ike_config(&t, &psk);
+        assert_eq!(c.local_addr, "192.0.2.1:500".parse().unwrap());
+        assert_eq!(c.remote_addr, "198.51.100.7:500".parse().unwrap());
+        assert_eq!(c.local_id, ikev2::Identity::Fqdn("site.example".into()));
+        assert_eq!(
+            c.remote_id,
+            Some(ikev2::Identity::Addr("198.51.100.7".parse().unwrap()))
+        );
+        assert_eq!(c.encap, ikev2::Encap::Force);
+        assert_eq!(c.psk.as_bytes(), b"not-printed");
+        assert_eq!(nets(&c.local_ts), t.local_ts);
+        assert_eq!(nets(&c.remote_ts), t.remote_ts);
+        assert_eq!(c.ike_proposals, t.ike_proposals);
+        assert_eq!(c.esp_proposals, t.esp_proposals);
+        let rekey = c.child_rekey_time.unwrap();
+        assert!(rekey >= t.child_rekey_earliest() && rekey <= t.child_rekey_latest());
+        assert!(rekey < t.child_lifetime);
+        let ike = c.ike_rekey_time.unwrap();
+        assert!(ike >= t.ike_rekey_earliest() && ike <= t.ike_rekey_latest());
+        assert_eq!(c.dpd_delay, Some(t.dpd_delay));
+        assert!(!format!("{c:?}").contains("not-printed"));
+    }
+
+    #[test]
+    fn encap_auto_and_esp_let_nat_detection_decide() {
+        let psk = config::Psk::new(b"k".to_vec());
+        for e in ["auto", "esp"] {
+            let c = ike_config(&tunnel(&format!("encap = \"{e}\"")), &psk);
+            assert_eq!(c.encap, ikev2::Encap::Auto, "{e}");
+        }
+    }
 }

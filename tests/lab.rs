@@ -119,3 +119,16 @@ fn lab_passes_with_forced_tunneling() {
         lab(&["--forced-tunneling"]);
     }
 }
+
+/// Site A behind a NAT router: NAT detection, IKE on 4500, ESP in UDP.
+#[test]
+fn lab_passes_behind_nat() {
+    if !can_run() {
+        return;
+    }
+    if !have("nft") {
+        eprintln!("skipping: `nft` missing (scripts/install-deps.sh)");
+        return;
+    }
+    lab(&["--nat"]);
+}

@@ -1,5 +1,11 @@
 //! TUN devices: one per tunnel, layer 3, no packet-information header, one queue.
 //!
+//! [`Tun::create_offload`] opens the device with `IFF_VNET_HDR` and TSO/USO offloads: the
+//! kernel then hands over TCP/UDP super-packets of up to 64 KiB, which
+//! [`Tun::recv_multiple`] splits into MTU-sized packets, and [`Tun::send_multiple`]
+//! coalesces packets of one TCP flow (GRO) before writing them, so one system call moves
+//! dozens of packets each way.
+//!
 //! Created with `tun-rs` (sync device); MTU, addresses and link state are set through
 //! [`crate::netlink`] so the same code path works in any network namespace (the device
 //! and the netlink socket belong to the namespace of the creating thread).
@@ -28,21 +34,69 @@ pub struct Tun {
     dev: tun_rs::SyncDevice,
     name: String,
     ifindex: u32,
+    offload: bool,
+}
+
+/// Bytes of the virtio-net header in front of every frame of an offload device.
+pub const VNET_HDR_LEN: usize = tun_rs::VIRTIO_NET_HDR_LEN;
+/// Most packets one [`Tun::recv_multiple`] can produce (a 64 KiB super-packet split at a
+/// small MSS); give it at least this many buffers.
+pub const MAX_SEGMENTS: usize = tun_rs::IDEAL_BATCH_SIZE;
+
+/// Coalescing state for [`Tun::send_multiple`] (reuse one per thread: no allocation once
+/// warmed up).
+pub struct GroTable(tun_rs::GROTable);
+
+impl Default for GroTable {
+    fn default() -> Self {
+        GroTable(tun_rs::GROTable::new())
+    }
+}
+
+impl std::fmt::Debug for GroTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroTable")
+    }
 }
 
 impl Tun {
     /// Creates the device, sets MTU and addresses, brings it up.
     pub fn create(cfg: &TunConfig) -> io::Result<Tun> {
+        Self::create_inner(cfg, false)
+    }
+
+    /// Like [`Tun::create`], with `IFF_VNET_HDR` and TSO (and USO where the kernel has
+    /// it) enabled: read with [`Tun::recv_multiple`], write with [`Tun::send_multiple`]
+    /// ([`Tun::recv`]/[`Tun::send`] then carry a virtio-net header in front of each frame).
+    /// Falls back to a plain device when the kernel refuses the offloads
+    /// ([`Tun::offload`] tells which one it is).
+    pub fn create_offload(cfg: &TunConfig) -> io::Result<Tun> {
+        Self::create_inner(cfg, true)
+    }
+
+    fn create_inner(cfg: &TunConfig, offload: bool) -> io::Result<Tun> {
         if cfg.name.is_empty() || cfg.name.len() > 15 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("bad interface name {:?} (1-15 bytes)", cfg.name),
             ));
         }
-        let dev = tun_rs::DeviceBuilder::new()
-            .name(cfg.name.clone())
-            .packet_information(false)
-            .build_sync()?;
+        let build = |offload: bool| {
+            tun_rs::DeviceBuilder::new()
+                .name(cfg.name.clone())
+                .packet_information(false)
+                .offload(offload)
+                .build_sync()
+        };
+        let dev = match build(offload) {
+            Ok(d) => d,
+            Err(e) if offload => {
+                tracing::debug!("TUN offloads unavailable ({e}); plain device");
+                build(false)?
+            }
+            Err(e) => return Err(e),
+        };
+        let offload = dev.tcp_gso();
         let ifindex = link_index(&cfg.name)?;
         let mut nl = Netlink::new()?;
         nl.set_link(ifindex, false, Some(cfg.mtu))?;
@@ -58,6 +112,7 @@ impl Tun {
             dev,
             name: cfg.name.clone(),
             ifindex,
+            offload,
         })
     }
 
@@ -69,6 +124,39 @@ impl Tun {
     /// Interface index (for routes: [`crate::Route::dev`]).
     pub fn ifindex(&self) -> u32 {
         self.ifindex
+    }
+
+    /// Whether the device has `IFF_VNET_HDR` offloads (see [`Tun::create_offload`]).
+    pub fn offload(&self) -> bool {
+        self.offload
+    }
+
+    /// Reads one frame and splits it into packets: `bufs[i][offset..offset + sizes[i]]`
+    /// for `i` below the returned count. On a plain device that is exactly one packet; on
+    /// an offload device a TCP/UDP super-packet becomes up to [`MAX_SEGMENTS`] packets
+    /// (checksums completed). Fails when `bufs` are too few or too small; `scratch` must
+    /// hold [`VNET_HDR_LEN`] + 65535 bytes.
+    pub fn recv_multiple<B: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        scratch: &mut [u8],
+        bufs: &mut [B],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize> {
+        self.dev.recv_multiple(scratch, bufs, sizes, offset)
+    }
+
+    /// Writes the packets `bufs[i][offset..]` (each `Vec` ends where its packet ends),
+    /// coalescing segments of one TCP flow into super-packets on an offload device
+    /// (`offset` must then be at least [`VNET_HDR_LEN`]: the header goes in front of the
+    /// packet; buffers may grow). Returns the bytes written.
+    pub fn send_multiple(
+        &self,
+        gro: &mut GroTable,
+        bufs: &mut [Vec<u8>],
+        offset: usize,
+    ) -> io::Result<usize> {
+        self.dev.send_multiple(&mut gro.0, bufs, offset)
     }
 
     /// Reads one packet (blocking). Returns its length.
@@ -98,6 +186,7 @@ impl std::fmt::Debug for Tun {
         f.debug_struct("Tun")
             .field("name", &self.name)
             .field("ifindex", &self.ifindex)
+            .field("offload", &self.offload)
             .finish()
     }
 }

@@ -24,13 +24,13 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use socket2::Socket;
 
-use crate::batch::{send_batch, RecvBatch, BATCH};
+use crate::batch::{enable_udp_gro, send_batch, send_gso, RecvBatch, BATCH};
 
 pub use crate::counters::{CountersSnapshot, DropReason, TunnelCounters};
 use crate::packet::{self, inbound_allowed, NEXT_HEADER_NONE};
 pub use crate::sa::Encap;
 use crate::sa::{InboundSa, InboundTable, OutboundSa, SaError};
-use crate::tun::{poll_readable, Tun, TunConfig};
+use crate::tun::{poll_readable, GroTable, Tun, TunConfig, MAX_SEGMENTS, VNET_HDR_LEN};
 use crate::udp::{self, Natt};
 
 /// Bytes reserved in front of a packet read from the TUN (ESP header + IV ≤ 24).
@@ -43,6 +43,43 @@ const MAX_PACKET: usize = 65535;
 const RX_SLOT: usize = 65536;
 /// How often blocked workers look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
+
+/// Performance switches of a [`Dataplane`] (all on by default; each falls back by itself
+/// when the kernel refuses it). [`DataplaneOptions::from_env`] reads
+/// `CAUSEWAY_DP_TUN_OFFLOAD`, `CAUSEWAY_DP_UDP_GSO` and `CAUSEWAY_DP_UDP_GRO` (`0` turns one
+/// off), which is what [`Dataplane::new`] uses: A/B measurements of the whole daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataplaneOptions {
+    /// TUN with `IFF_VNET_HDR` + TSO/USO: read 64 KiB super-packets and split them, write
+    /// coalesced (GRO) super-packets.
+    pub tun_offload: bool,
+    /// Send runs of equal-sized ESP-in-UDP datagrams with one `sendmsg` (`UDP_SEGMENT`).
+    pub udp_gso: bool,
+    /// Receive coalesced ESP-in-UDP datagrams (`UDP_GRO`) and split them.
+    pub udp_gro: bool,
+}
+
+impl Default for DataplaneOptions {
+    fn default() -> Self {
+        DataplaneOptions {
+            tun_offload: true,
+            udp_gso: true,
+            udp_gro: true,
+        }
+    }
+}
+
+impl DataplaneOptions {
+    /// Defaults, with `CAUSEWAY_DP_<SWITCH>=0` turning a switch off.
+    pub fn from_env() -> Self {
+        let on = |k: &str| std::env::var(k).map_or(true, |v| v.trim() != "0");
+        DataplaneOptions {
+            tun_offload: on("CAUSEWAY_DP_TUN_OFFLOAD"),
+            udp_gso: on("CAUSEWAY_DP_UDP_GSO"),
+            udp_gro: on("CAUSEWAY_DP_UDP_GRO"),
+        }
+    }
+}
 
 /// An IKE message received on a port-4500 endpoint (non-ESP marker already stripped).
 #[derive(Clone, Copy, Debug)]
@@ -84,6 +121,8 @@ struct TunnelShared {
     counters: TunnelCounters,
     outbound: ArcSwapOption<OutboundEntry>,
     stop: AtomicBool,
+    /// UDP GSO still to be tried (cleared when the kernel refuses it).
+    gso: AtomicBool,
     acquire: ArcSwapOption<AcquireHook>,
     /// Milliseconds after `created` of the last acquire call (0: never).
     last_acquire_ms: AtomicU64,
@@ -126,6 +165,7 @@ struct Inner {
     counters: TunnelCounters,
     stop: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    opts: DataplaneOptions,
 }
 
 /// The running dataplane. Dropping it (or [`Dataplane::shutdown`]) stops the endpoint
@@ -167,6 +207,11 @@ impl Dataplane {
     /// A dataplane with no endpoints and no tunnels. IKE messages arriving on port 4500
     /// go to `ike_sink`.
     pub fn new(ike_sink: IkeSink) -> Self {
+        Self::with_options(ike_sink, DataplaneOptions::from_env())
+    }
+
+    /// Like [`Dataplane::new`] with explicit performance switches.
+    pub fn with_options(ike_sink: IkeSink, opts: DataplaneOptions) -> Self {
         Dataplane {
             inner: Arc::new(Inner {
                 inbound: InboundTable::default(),
@@ -176,6 +221,7 @@ impl Dataplane {
                 counters: TunnelCounters::default(),
                 stop: Arc::new(AtomicBool::new(false)),
                 threads: Mutex::new(Vec::new()),
+                opts,
             }),
         }
     }
@@ -185,6 +231,7 @@ impl Dataplane {
     pub fn open_endpoint(&self, local: SocketAddr) -> io::Result<SocketAddr> {
         let sock = Arc::new(udp::bind_udp(local)?);
         let bound = sock.local_addr()?;
+        let gro = self.inner.opts.udp_gro && enable_udp_gro(sock.as_raw_fd()).is_ok();
         lock(&self.inner.endpoints).push(Endpoint {
             sock: Arc::clone(&sock),
             local: bound,
@@ -192,7 +239,7 @@ impl Dataplane {
         let inner = Arc::clone(&self.inner);
         let h = std::thread::Builder::new()
             .name(format!("cw-udp-{}", bound.port()))
-            .spawn(move || udp_rx_loop(&inner, &sock, bound))?;
+            .spawn(move || udp_rx_loop(&inner, &sock, bound, gro))?;
         lock(&self.inner.threads).push(h);
         Ok(bound)
     }
@@ -218,7 +265,11 @@ impl Dataplane {
     /// Packets routed into the TUN are dropped (counted `no_outbound_sa`) until
     /// [`Tunnel::set_outbound`] installs an SA.
     pub fn add_tunnel(&self, cfg: TunnelConfig) -> io::Result<Tunnel> {
-        let tun = Tun::create(&cfg.tun)?;
+        let tun = if self.inner.opts.tun_offload {
+            Tun::create_offload(&cfg.tun)?
+        } else {
+            Tun::create(&cfg.tun)?
+        };
         tun.set_nonblocking(true)?;
         let shared = Arc::new(TunnelShared {
             tun,
@@ -227,14 +278,22 @@ impl Dataplane {
             counters: TunnelCounters::default(),
             outbound: ArcSwapOption::empty(),
             stop: AtomicBool::new(false),
+            gso: AtomicBool::new(self.inner.opts.udp_gso),
             acquire: ArcSwapOption::empty(),
             last_acquire_ms: AtomicU64::new(0),
             created: Instant::now(),
         });
         let (s, stop) = (Arc::clone(&shared), Arc::clone(&self.inner.stop));
+        let mtu = cfg.tun.mtu as usize;
         let thread = std::thread::Builder::new()
             .name(format!("cw-tx-{}", cfg.tun.name))
-            .spawn(move || tun_tx_loop(&s, &stop))?;
+            .spawn(move || {
+                if s.tun.offload() {
+                    tun_tx_loop_offload(&s, &stop, mtu)
+                } else {
+                    tun_tx_loop(&s, &stop)
+                }
+            })?;
         Ok(Tunnel {
             shared,
             inner: Arc::clone(&self.inner),
@@ -319,8 +378,8 @@ impl Inner {
         Ok(sock)
     }
 
-    /// Opens one ESP packet at `buf[range]` and delivers it.
-    fn handle_esp(&self, buf: &mut [u8], range: std::ops::Range<usize>) {
+    /// Opens one ESP packet at `buf[range]` and delivers it (through `w`).
+    fn handle_esp(&self, buf: &mut [u8], range: std::ops::Range<usize>, w: &mut TunWriter) {
         let Some(spi) = buf.get(range.clone()).and_then(udp::esp_spi) else {
             self.counters.drop(DropReason::Malformed);
             return;
@@ -355,15 +414,82 @@ impl Inner {
                 t.counters.mss_clamped.fetch_add(1, Ordering::Relaxed);
             }
         }
-        match t.tun.send(inner_pkt) {
-            Ok(_) => t.counters.count_in(inner_pkt.len()),
-            Err(_) => t.counters.drop(DropReason::IoError),
+        w.push(t, inner_pkt);
+    }
+}
+
+/// Most packets a [`TunWriter`] collects before writing them.
+const WRITE_BATCH: usize = MAX_SEGMENTS;
+
+/// Writes opened packets to their tunnel's TUN: directly on a plain device; collected and
+/// coalesced (GRO) into super-packets on an offload device, written at [`TunWriter::flush`].
+struct TunWriter {
+    /// Packet copies, each at `VNET_HDR_LEN..` (the header goes in front). Capacity for a
+    /// whole coalesced super-packet up front: tun-rs does not coalesce into a buffer that
+    /// would have to grow (and this way nothing is allocated per packet).
+    bufs: Vec<Vec<u8>>,
+    used: usize,
+    gro: GroTable,
+    /// The tunnel the collected packets belong to.
+    tunnel: Option<Arc<TunnelShared>>,
+}
+
+impl TunWriter {
+    fn new() -> Self {
+        TunWriter {
+            bufs: (0..WRITE_BATCH)
+                .map(|_| Vec::with_capacity(2 * VNET_HDR_LEN + MAX_PACKET + 1))
+                .collect(),
+            used: 0,
+            gro: GroTable::default(),
+            tunnel: None,
+        }
+    }
+
+    fn push(&mut self, t: &Arc<TunnelShared>, pkt: &[u8]) {
+        if !t.tun.offload() {
+            match t.tun.send(pkt) {
+                Ok(_) => t.counters.count_in(pkt.len()),
+                Err(_) => t.counters.drop(DropReason::IoError),
+            }
+            return;
+        }
+        if self.used == self.bufs.len() || self.tunnel.as_ref().is_some_and(|c| !Arc::ptr_eq(c, t))
+        {
+            self.flush();
+        }
+        if self.tunnel.is_none() {
+            self.tunnel = Some(Arc::clone(t));
+        }
+        let b = &mut self.bufs[self.used];
+        b.clear();
+        b.resize(VNET_HDR_LEN, 0);
+        b.extend_from_slice(pkt);
+        self.used += 1;
+        t.counters.count_in(pkt.len());
+    }
+
+    fn flush(&mut self) {
+        let Some(t) = self.tunnel.take() else {
+            return;
+        };
+        let n = std::mem::take(&mut self.used);
+        if t.tun
+            .send_multiple(&mut self.gro, &mut self.bufs[..n], VNET_HDR_LEN)
+            .is_err()
+        {
+            t.counters.drop(DropReason::IoError);
         }
     }
 }
 
-fn udp_rx_loop(inner: &Inner, sock: &UdpSocket, local: SocketAddr) {
-    let mut rb = RecvBatch::new(BATCH, RX_SLOT);
+fn udp_rx_loop(inner: &Inner, sock: &UdpSocket, local: SocketAddr, gro: bool) {
+    let mut rb = if gro {
+        RecvBatch::with_gro(BATCH, RX_SLOT)
+    } else {
+        RecvBatch::new(BATCH, RX_SLOT)
+    };
+    let mut w = TunWriter::new();
     let mut busy = false;
     while !inner.stop.load(Ordering::Relaxed) {
         // Under load the socket is read again right away; poll only when it was drained.
@@ -386,6 +512,7 @@ fn udp_rx_loop(inner: &Inner, sock: &UdpSocket, local: SocketAddr) {
         };
         busy = count == BATCH;
         for i in 0..count {
+            let seg = rb.segment_size(i);
             let Some((buf, n, from, truncated)) = rb.get(i) else {
                 continue;
             };
@@ -396,18 +523,27 @@ fn udp_rx_loop(inner: &Inner, sock: &UdpSocket, local: SocketAddr) {
                 inner.counters.drop(DropReason::Malformed);
                 continue;
             }
-            match udp::classify_natt(&buf[..n]) {
-                Natt::Ike(msg) => (inner.ike_sink)(IkeDatagram { local, peer, msg }),
-                Natt::Keepalive => {}
-                Natt::Invalid => inner.counters.drop(DropReason::Malformed),
-                Natt::Esp(_) => inner.handle_esp(buf, 0..n),
+            // A GRO buffer holds datagrams of `seg` bytes (the last one shorter).
+            let seg = seg.unwrap_or(n).max(1);
+            let mut start = 0;
+            while start < n {
+                let end = n.min(start + seg);
+                match udp::classify_natt(&buf[start..end]) {
+                    Natt::Ike(msg) => (inner.ike_sink)(IkeDatagram { local, peer, msg }),
+                    Natt::Keepalive => {}
+                    Natt::Invalid => inner.counters.drop(DropReason::Malformed),
+                    Natt::Esp(_) => inner.handle_esp(buf, start..end, &mut w),
+                }
+                start = end;
             }
         }
+        w.flush();
     }
 }
 
 fn raw_rx_loop(inner: &Inner, sock: &Socket, local: IpAddr) {
     let mut rb = RecvBatch::new(BATCH, RX_SLOT);
+    let mut w = TunWriter::new();
     let mut busy = false;
     while !inner.stop.load(Ordering::Relaxed) {
         // Under load the socket is read again right away; poll only when it was drained.
@@ -448,8 +584,9 @@ fn raw_rx_loop(inner: &Inner, sock: &Socket, local: IpAddr) {
             } else {
                 0
             };
-            inner.handle_esp(buf, start..n);
+            inner.handle_esp(buf, start..n, &mut w);
         }
+        w.flush();
     }
 }
 
@@ -488,43 +625,135 @@ fn tun_tx_loop(t: &TunnelShared, global_stop: &AtomicBool) {
             }
         }
         busy = read == BATCH;
-        let Some(out) = guard.as_deref() else {
-            continue;
-        };
-        if ready == 0 {
-            continue;
-        }
-        let mut pkts: [&[u8]; BATCH] = [&[]; BATCH];
-        for (p, (i, r, _)) in pkts.iter_mut().zip(&sealed[..ready]) {
-            *p = slots[*i].get(r.clone()).unwrap_or(&[]);
-        }
-        let (fd, to) = match (out.sa.encap, &out.udp, &out.raw) {
-            (Encap::Udp, Some(s), _) => (s.as_raw_fd(), out.sa.peer),
-            (Encap::Esp, _, Some(s)) => (s.as_raw_fd(), SocketAddr::new(out.sa.peer.ip(), 0)),
-            _ => {
-                for _ in 0..ready {
-                    t.counters.drop(DropReason::IoError);
-                }
-                continue;
-            }
-        };
-        let (sent, err) = send_batch(fd, &pkts[..ready], to);
-        for (_, _, n) in &sealed[..sent] {
-            t.counters.count_out(*n);
-        }
-        if let Some(e) = err {
-            // The failed packet is dropped; the rest of the batch too (rare: the socket
-            // buffer is large and blocking).
-            let reason = if e.raw_os_error() == Some(libc::EMSGSIZE) {
-                DropReason::TooBig
-            } else {
-                DropReason::IoError
-            };
-            for _ in sent..ready {
-                t.counters.drop(reason);
-            }
+        if let Some(out) = guard.as_deref() {
+            send_sealed(t, out, &slots, &sealed[..ready]);
         }
     }
+}
+
+/// Packet slots of the offload TX loop: room for two full splits.
+const TX_SLOTS: usize = 2 * MAX_SEGMENTS;
+
+/// The TX loop of an offload TUN: one read yields a whole TCP/UDP super-packet, split
+/// into MTU-sized packets; up to [`MAX_SEGMENTS`] reads (or until the slots are nearly
+/// full) are sealed and sent together (UDP GSO where it applies). Slots hold packets of
+/// up to `max(mtu, 1500)` bytes (the MTU the tunnel was created with); larger ones are
+/// dropped.
+fn tun_tx_loop_offload(t: &TunnelShared, global_stop: &AtomicBool, mtu: usize) {
+    let mut scratch = vec![0u8; VNET_HDR_LEN + MAX_PACKET];
+    let slot_len = HEADROOM + mtu.max(1500) + TAILROOM;
+    let mut slots: Vec<Vec<u8>> = (0..TX_SLOTS).map(|_| vec![0u8; slot_len]).collect();
+    let mut sizes = vec![0usize; TX_SLOTS];
+    let mut sealed: Vec<(usize, Range<usize>, usize)> = vec![(0, 0..0, 0); TX_SLOTS];
+    let mut busy = false;
+    while !t.stop.load(Ordering::Relaxed) && !global_stop.load(Ordering::Relaxed) {
+        if !busy {
+            match t.tun.wait_readable(POLL) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => {
+                    std::thread::sleep(POLL);
+                    continue;
+                }
+            }
+        }
+        let guard = t.outbound.load();
+        let (mut filled, mut reads, mut drained) = (0, 0, false);
+        while TX_SLOTS - filled >= MAX_SEGMENTS && reads < MAX_SEGMENTS {
+            reads += 1;
+            match t.tun.recv_multiple(
+                &mut scratch,
+                &mut slots[filled..],
+                &mut sizes[filled..],
+                HEADROOM,
+            ) {
+                Ok(k) => filled += k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
+                // Too big for a slot, or a malformed offload header: that frame is gone.
+                Err(_) => t.counters.drop(DropReason::Malformed),
+            }
+        }
+        busy = !drained;
+        let mut ready = 0;
+        for (i, slot) in slots[..filled].iter_mut().enumerate() {
+            if let Some(r) = seal_one(t, guard.as_deref(), slot, sizes[i]) {
+                sealed[ready] = (i, r, sizes[i]);
+                ready += 1;
+            }
+        }
+        if let Some(out) = guard.as_deref() {
+            send_sealed(t, out, &slots, &sealed[..ready]);
+        }
+    }
+}
+
+/// Sends sealed ESP packets (`slots[i][range]`, inner length for the counters) to the
+/// outbound SA's peer: UDP GSO runs when enabled, `sendmmsg` otherwise.
+fn send_sealed(
+    t: &TunnelShared,
+    out: &OutboundEntry,
+    slots: &[Vec<u8>],
+    sealed: &[(usize, Range<usize>, usize)],
+) {
+    if sealed.is_empty() {
+        return;
+    }
+    let mut refs: [&[u8]; TX_SLOTS] = [&[]; TX_SLOTS];
+    let ready = sealed.len().min(TX_SLOTS);
+    for (p, (i, r, _)) in refs.iter_mut().zip(&sealed[..ready]) {
+        *p = slots.get(*i).and_then(|s| s.get(r.clone())).unwrap_or(&[]);
+    }
+    let pkts = &refs[..ready];
+    let (fd, to) = match (out.sa.encap, &out.udp, &out.raw) {
+        (Encap::Udp, Some(s), _) => (s.as_raw_fd(), out.sa.peer),
+        (Encap::Esp, _, Some(s)) => (s.as_raw_fd(), SocketAddr::new(out.sa.peer.ip(), 0)),
+        _ => {
+            for _ in 0..ready {
+                t.counters.drop(DropReason::IoError);
+            }
+            return;
+        }
+    };
+    let (sent, err) = if out.sa.encap == Encap::Udp && t.gso.load(Ordering::Relaxed) {
+        match send_gso(fd, pkts, to) {
+            (n, Some(e)) if gso_refused(&e) => {
+                // The kernel (or the route's device) cannot do UDP GSO: stop trying.
+                t.gso.store(false, Ordering::Relaxed);
+                tracing::debug!("UDP GSO refused ({e}); using sendmmsg");
+                let (m, e2) = send_batch(fd, &pkts[n..], to);
+                (n + m, e2)
+            }
+            r => r,
+        }
+    } else {
+        send_batch(fd, pkts, to)
+    };
+    for (_, _, n) in &sealed[..sent] {
+        t.counters.count_out(*n);
+    }
+    if let Some(e) = err {
+        // The failed packet is dropped; the rest of the batch too (rare: the socket
+        // buffer is large and blocking).
+        let reason = if e.raw_os_error() == Some(libc::EMSGSIZE) {
+            DropReason::TooBig
+        } else {
+            DropReason::IoError
+        };
+        for _ in sent..ready {
+            t.counters.drop(reason);
+        }
+    }
+}
+
+/// Errors by which the kernel says it cannot do UDP GSO here.
+fn gso_refused(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::EIO | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+    )
 }
 
 /// Checks, clamps and seals the packet at `slot[HEADROOM..HEADROOM + n]`; returns the

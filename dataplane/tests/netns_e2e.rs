@@ -151,6 +151,17 @@ fn ping_through_esp_in_udp() {
 }
 
 #[test]
+fn ping_and_tcp_without_offloads() {
+    // The plain paths: TUN without IFF_VNET_HDR, sendmmsg, no UDP GRO.
+    common::DP_OPTS.set(Some(dataplane::worker::DataplaneOptions {
+        tun_offload: false,
+        udp_gso: false,
+        udp_gro: false,
+    }));
+    e2e(Encap::Udp);
+}
+
+#[test]
 fn ping_through_raw_esp() {
     e2e(Encap::Esp);
 }

@@ -46,9 +46,18 @@ fn tun_up_with_mtu_and_addresses() {
         .unwrap();
     assert_eq!(name, "cw-test0");
     assert!(ifindex > 1);
-    // The device is gone with the Tun (dropped at the end of the closure).
-    let out = ns.ip(&["link", "show"]).unwrap();
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("cw-test0"));
+    // The device is gone with the Tun (dropped at the end of the closure); the kernel
+    // unregisters it asynchronously, so give it a moment under load.
+    let mut gone = false;
+    for _ in 0..40 {
+        let out = ns.ip(&["link", "show"]).unwrap();
+        if !String::from_utf8_lossy(&out.stdout).contains("cw-test0") {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(gone, "cw-test0 still there 2 s after the Tun was dropped");
 
     // Keep it alive this time and check what `ip` sees.
     let (tx, rx) = std::sync::mpsc::channel::<()>();

@@ -6,8 +6,12 @@
 //!     [--initiate] [--ike aes256-sha1-modp1024] [--esp aes256gcm16] \
 //!     [--local-ts 10.1.0.0/16] [--remote-ts 10.2.0.0/16] [--local-id ID] [--remote-id ID] \
 //!     [--encap auto|force] [--hold SECONDS] [--timeout SECONDS]
-//!     [--rekey-after SECONDS] [--rekey-ike-after SECONDS]
+//!     [--rekey-after SECONDS] [--rekey-ike-after SECONDS] [--fragment-size BYTES]
+//!     [--nat-keepalive SECONDS]
 //! ```
+//!
+//! Before exiting it prints `{"event":"stats","fragments_sent":N,"fragments_received":M}`
+//! (IKE fragments, RFC 7383).
 //!
 //! Exits 0 after a Child SA came up, was held for `--hold` seconds and the IKE SA was
 //! deleted (`--hold` < 0: keep running until the peer deletes it); exits 1 on failure or
@@ -39,6 +43,8 @@ struct Args {
     timeout: f64,
     rekey_after: Option<f64>,
     rekey_ike_after: Option<f64>,
+    fragment_size: Option<usize>,
+    nat_keepalive: Option<f64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -58,6 +64,8 @@ fn parse_args() -> Result<Args, String> {
         timeout: 60.0,
         rekey_after: None,
         rekey_ike_after: None,
+        fragment_size: None,
+        nat_keepalive: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -88,6 +96,8 @@ fn parse_args() -> Result<Args, String> {
             "--timeout" => a.timeout = v.parse().map_err(|e| bad(&e))?,
             "--rekey-after" => a.rekey_after = Some(v.parse().map_err(|e| bad(&e))?),
             "--rekey-ike-after" => a.rekey_ike_after = Some(v.parse().map_err(|e| bad(&e))?),
+            "--fragment-size" => a.fragment_size = Some(v.parse().map_err(|e| bad(&e))?),
+            "--nat-keepalive" => a.nat_keepalive = Some(v.parse().map_err(|e| bad(&e))?),
             _ => return Err(format!("unknown option {k}")),
         }
     }
@@ -176,6 +186,11 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// SKF (53) as the first payload: an IKE fragment.
+fn is_fragment(ike: &[u8]) -> bool {
+    ike.get(16) == Some(&53)
+}
+
 fn send(sockets: &[(u16, UdpSocket)], t: &Transmit) {
     let Some((_, s)) = sockets.iter().find(|(p, _)| *p == t.src.port()) else {
         return;
@@ -224,6 +239,12 @@ fn main() {
     }
     cfg.remote_id = a.remote_id.as_deref().map(Identity::parse);
     cfg.encap = a.encap;
+    if let Some(n) = a.fragment_size {
+        cfg.fragment_size = n;
+    }
+    if let Some(s) = a.nat_keepalive {
+        cfg.nat_keepalive = Some(Duration::from_secs_f64(s.max(0.0)));
+    }
 
     // Sockets on 500 and 4500; one reader thread each feeds a channel.
     let (tx, rx) = mpsc::channel::<(SocketAddr, SocketAddr, Vec<u8>)>();
@@ -266,8 +287,10 @@ fn main() {
     let mut rekey_ike: Option<Instant> = None;
     let mut terminated = false;
     let mut code = 1;
+    let (mut frags_out, mut frags_in) = (0u64, 0u64);
     loop {
         while let Some(t) = ep.poll_transmit() {
+            frags_out += u64::from(is_fragment(&t.payload));
             send(&sockets, &t);
         }
         let mut done = false;
@@ -341,10 +364,16 @@ fn main() {
         }
         let wait = wake.saturating_duration_since(now);
         match rx.recv_timeout(wait) {
-            Ok((from, to, d)) => ep.handle_datagram(Instant::now(), from, to, &d),
+            Ok((from, to, d)) => {
+                frags_in += u64::from(is_fragment(&d));
+                ep.handle_datagram(Instant::now(), from, to, &d)
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => ep.handle_timeout(Instant::now()),
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
+    print(format!(
+        "{{\"event\":\"stats\",\"fragments_sent\":{frags_out},\"fragments_received\":{frags_in}}}"
+    ));
     std::process::exit(code);
 }

@@ -134,6 +134,23 @@ impl fmt::Debug for Psk {
     }
 }
 
+/// What to do when the peer is found dead (an established IKE SA's request, e.g. a
+/// liveness check after [`Config::dpd_delay`], is not answered after all
+/// retransmissions). In every case the IKE SA and its Child SAs are deleted first
+/// ([`crate::Event::DeadPeer`], the deletions, then `Failed(PeerUnreachable)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DpdAction {
+    /// Nothing more (strongSwan `clear`).
+    #[default]
+    Clear,
+    /// Re-initiate at once (strongSwan `restart`). Only when the daemon does not
+    /// re-initiate by itself after a failure.
+    Restart,
+    /// Nothing more here: the daemon initiates again when traffic for the tunnel
+    /// arrives (strongSwan `trap`).
+    Trap,
+}
+
 /// When ESP (and IKE) switch to UDP encapsulation on port 4500.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Encap {
@@ -187,6 +204,19 @@ pub struct Config {
     /// the peer; `None` disables it. An unanswered check ends in
     /// [`crate::FailReason::PeerUnreachable`] after the retransmissions.
     pub dpd_delay: Option<Duration>,
+    /// Send a NAT keepalive (one 0xFF byte on port 4500, RFC 3948 §2.3; see
+    /// [`crate::Transmit::is_nat_keepalive`]) this often while we are behind a NAT (or
+    /// encapsulation is forced); `None` disables. Default 20 s (strongSwan's).
+    pub nat_keepalive: Option<Duration>,
+    /// What to do when the peer is found dead (default [`DpdAction::Clear`]).
+    pub dpd_action: DpdAction,
+    /// Offer and accept IKE fragmentation (RFC 7383, IKEV2_FRAGMENTATION_SUPPORTED).
+    /// Default true.
+    pub fragmentation: bool,
+    /// Largest IP datagram (IP + UDP header + IKE message) we send before fragmenting a
+    /// protected message (IKE_AUTH and later), when both sides support fragmentation.
+    /// Default 1,280 (strongSwan's `fragment_size`).
+    pub fragment_size: usize,
     /// Rekey each Child SA (CREATE_CHILD_SA, make-before-break) this long after it was
     /// created; `None` never rekeys. Default 24,300 s; never later than 90 % of
     /// `child_lifetime`. As IKE responder Causeway waits 5 % longer, so that normally the
@@ -198,6 +228,38 @@ pub struct Config {
     pub ike_rekey_time: Option<Duration>,
     /// How long a responder keeps an IKE SA whose IKE_AUTH never arrives.
     pub half_open_timeout: Duration,
+    /// Random jitter subtracted from each Child SA's rekey time (a fresh draw in
+    /// `0..=jitter` per Child SA, like strongSwan's `rand_time`), so that the two peers and
+    /// many tunnels do not all rekey at once. Default 0 (the daemon may jitter
+    /// `child_rekey_time` itself instead).
+    pub child_rekey_jitter: Duration,
+    /// The same for the IKE SA's rekey time. Default 0.
+    pub ike_rekey_jitter: Duration,
+    /// Hard Child SA limit in (inner) bytes, per direction: reported in
+    /// [`crate::ChildSa::esp_lifetime`] for the dataplane; when it is reached the daemon
+    /// calls [`crate::Endpoint::child_sa_hard_expired`]. `None`: unlimited. Azure:
+    /// 102,400,000 KB (`Some(102_400_000 * 1024)`).
+    pub child_life_bytes: Option<u64>,
+    /// Hard Child SA limit in packets, per direction (like `child_life_bytes`).
+    pub child_life_packets: Option<u64>,
+    /// Soft Child SA limits (bytes, packets) at which the daemon calls
+    /// [`crate::Endpoint::child_sa_soft_expired`] to rekey; `None` means 90 % of the hard
+    /// limit.
+    pub child_rekey_bytes: Option<u64>,
+    /// Soft Child SA packet limit (see `child_rekey_bytes`).
+    pub child_rekey_packets: Option<u64>,
+    /// Responder: once this many IKE SAs are half-open, IKE_SA_INIT requests must carry
+    /// a valid COOKIE (RFC 7296 §2.6; stateless, secret rotated every 60 s). 0: always.
+    /// Default 10 (strongSwan's `cookie_threshold`).
+    pub cookie_threshold: usize,
+    /// Responder: never more than this many half-open IKE SAs (further IKE_SA_INIT
+    /// requests are dropped, even with a valid cookie). Default 1,000.
+    pub half_open_limit: usize,
+    /// Responder: at most this many IKE_SA_INIT requests per second from one source
+    /// address (more are dropped). Default 10. IKE_SA_INIT is accepted from any source
+    /// when `remote_addr` is unspecified (0.0.0.0 / ::, a dynamic peer), otherwise only
+    /// from `remote_addr`'s IP.
+    pub init_rate_limit: u32,
 }
 
 impl Config {
@@ -225,9 +287,44 @@ impl Config {
             encap: Encap::Auto,
             initial_contact: true,
             dpd_delay: None,
+            nat_keepalive: Some(Duration::from_secs(20)),
+            dpd_action: DpdAction::Clear,
+            fragmentation: true,
+            fragment_size: 1280,
             child_rekey_time: Some(Duration::from_secs(27_000 * 9 / 10)),
             ike_rekey_time: Some(Duration::from_secs(28_800 * 9 / 10)),
             half_open_timeout: Duration::from_secs(30),
+            child_rekey_jitter: Duration::ZERO,
+            ike_rekey_jitter: Duration::ZERO,
+            child_life_bytes: None,
+            child_life_packets: None,
+            child_rekey_bytes: None,
+            child_rekey_packets: None,
+            cookie_threshold: 10,
+            half_open_limit: 1000,
+            init_rate_limit: 10,
+        }
+    }
+
+    /// The byte and packet limits of a new Child SA for the dataplane (`esp`): hard from
+    /// `child_life_*`, soft from `child_rekey_*` or 90 % of the hard limit. Time limits
+    /// are left out: the IKE engine rekeys and expires Child SAs by time itself.
+    pub fn esp_lifetime(&self) -> esp::Lifetime {
+        let soft = |s: Option<u64>, h: Option<u64>| {
+            s.or(h.map(|h| h / 10 * 9 + h % 10 * 9 / 10))
+                .map(|s| h.map_or(s, |h| s.min(h)))
+        };
+        esp::Lifetime {
+            soft: esp::Limits {
+                bytes: soft(self.child_rekey_bytes, self.child_life_bytes),
+                packets: soft(self.child_rekey_packets, self.child_life_packets),
+                time: None,
+            },
+            hard: esp::Limits {
+                bytes: self.child_life_bytes,
+                packets: self.child_life_packets,
+                time: None,
+            },
         }
     }
 

@@ -10,7 +10,7 @@ use crate::crypto::Rng;
 use crate::event::{Event, Transmit};
 use crate::ike_sa::{Ctx, IkeSa, State};
 use crate::proposal::IkeSuite;
-use crate::wire::{ExchangeType, Header, HeaderRepr, Message};
+use crate::wire::{ExchangeType, Header, HeaderRepr, Message, Payload};
 
 /// A short view of one IKE SA, for status output.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +45,25 @@ pub struct Stats {
     pub retransmitted: u64,
     /// Cached responses sent again for a retransmitted request.
     pub resent_responses: u64,
+    /// IKE_SA_INIT requests answered with a COOKIE ([`Config::cookie_threshold`]).
+    pub cookies_sent: u64,
+    /// IKE_SA_INIT requests dropped by the per-source rate limit
+    /// ([`Config::init_rate_limit`]).
+    pub rate_limited: u64,
+    /// IKE_SA_INIT requests dropped because the half-open table was full
+    /// ([`Config::half_open_limit`]).
+    pub half_open_full: u64,
+}
+
+/// Sizes of the endpoint's tables (all bounded; for monitoring and tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    /// IKE SAs in any state.
+    pub ike_sas: usize,
+    /// Of those, half-open (responder, waiting for IKE_AUTH).
+    pub half_open: usize,
+    /// Source addresses tracked by the IKE_SA_INIT rate limit (at most 4,096).
+    pub rate_entries: usize,
 }
 
 /// One configured IKEv2 connection: it initiates when told to, answers the peer's
@@ -60,6 +79,7 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
+    guard: crate::dos::Guard,
 }
 
 impl fmt::Debug for Endpoint {
@@ -83,6 +103,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            guard: crate::dos::Guard::new(),
         }
     }
 
@@ -106,7 +127,13 @@ impl Endpoint {
             stats: &mut self.stats,
         };
         let r = f(&mut ctx, &mut self.sas);
+        // New IKE SAs made outside a datagram (e.g. a restart after a dead peer).
+        let mut new = Vec::new();
+        for sa in &mut self.sas {
+            new.append(&mut sa.spawned);
+        }
         self.sas.retain(|s| s.state != State::Dead);
+        self.sas.extend(new);
         r
     }
 
@@ -142,6 +169,26 @@ impl Endpoint {
     pub fn rekey_child(&mut self, now: Instant, local_spi: u32) -> bool {
         self.with_ctx(now, |ctx, sas| {
             sas.iter_mut().any(|sa| sa.rekey_child(ctx, local_spi))
+        })
+    }
+
+    /// The dataplane reached a Child SA's soft limit (bytes, packets, or a sequence number
+    /// near its end; see [`crate::ChildSa::esp_lifetime`]): rekeys it (CREATE_CHILD_SA,
+    /// make-before-break) unless a rekey of it is already under way. Returns false if no
+    /// such Child SA (by our inbound SPI).
+    pub fn child_sa_soft_expired(&mut self, now: Instant, local_spi: u32) -> bool {
+        self.with_ctx(now, |ctx, sas| {
+            sas.iter_mut()
+                .any(|sa| sa.child_soft_expired(ctx, local_spi))
+        })
+    }
+
+    /// The dataplane reached a Child SA's hard limit (bytes, packets, sequence numbers):
+    /// deletes it at once ([`Event::ChildSaExpired`], [`Event::ChildSaDeleted`], and a
+    /// Delete to the peer). Returns false if no such Child SA (by our inbound SPI).
+    pub fn child_sa_hard_expired(&mut self, now: Instant, local_spi: u32) -> bool {
+        self.with_ctx(now, |ctx, sas| {
+            sas.iter_mut().any(|sa| sa.expire_child(ctx, local_spi))
         })
     }
 
@@ -190,6 +237,46 @@ impl Endpoint {
             self.stats.dropped += 1;
             return;
         }
+        // DoS protection for IKE_SA_INIT requests that would make a new IKE SA.
+        if hdr.exchange_type == ExchangeType::IKE_SA_INIT && !hdr.flags.response && hdr.spi_r == 0 {
+            let known = self
+                .sas
+                .iter()
+                .any(|s| !s.initiator && s.spi_i == hdr.spi_i && s.remote.ip() == from.ip());
+            if !known {
+                let half_open = self
+                    .sas
+                    .iter()
+                    .filter(|s| s.state == State::HalfOpen)
+                    .count();
+                let local = if to.ip().is_unspecified() {
+                    SocketAddr::new(self.config.local_addr.ip(), to.port())
+                } else {
+                    to
+                };
+                let verdict = self.guard.check(
+                    now,
+                    &mut *self.rng,
+                    &self.config,
+                    half_open,
+                    &hdr,
+                    &msg,
+                    from,
+                    local,
+                    &mut self.transmits,
+                );
+                let counter = match verdict {
+                    crate::dos::Verdict::Accept => None,
+                    crate::dos::Verdict::RateLimited => Some(&mut self.stats.rate_limited),
+                    crate::dos::Verdict::CookieSent => Some(&mut self.stats.cookies_sent),
+                    crate::dos::Verdict::TableFull => Some(&mut self.stats.half_open_full),
+                };
+                if let Some(c) = counter {
+                    *c += 1;
+                    return;
+                }
+            }
+        }
         let used = self.with_ctx(now, |ctx, sas| {
             // 2. A new (or retransmitted) IKE_SA_INIT request.
             if hdr.exchange_type == ExchangeType::IKE_SA_INIT && !hdr.flags.response {
@@ -217,20 +304,35 @@ impl Endpoint {
                 return false;
             };
             let before_up = sas[i].is_established();
+            // RFC 7383: a fragment is verified and kept until the message is complete.
+            let fragment = matches!(msg.payloads.last(), Some(Payload::EncryptedFragment(_)));
+            let retransmitted_request =
+                !hdr.flags.response && sas[i].last_resp_id().is_some_and(|id| id == hdr.message_id);
+            if fragment && !retransmitted_request {
+                match sas[i].add_fragment(&hdr, &msg, bytes) {
+                    Ok(true) => {}
+                    Ok(false) => return true,
+                    Err(_) => return false,
+                }
+            }
             let r = if hdr.flags.response {
                 sas[i].handle_response(ctx, &hdr, &msg, bytes, from, to)
             } else {
                 sas[i].handle_request(ctx, &hdr, &msg, bytes, from, to)
             };
             // An IKE SA rekey made a new IKE SA.
-            if let Some(new) = sas[i].spawned.take() {
-                sas.push(*new);
+            for mut new in std::mem::take(&mut sas[i].spawned) {
+                new.flush_queue(ctx);
+                sas.push(new);
             }
-            // 4. INITIAL_CONTACT (RFC 7296 §2.4): the peer forgot every other IKE SA.
+            // 4. INITIAL_CONTACT (RFC 7296 §2.4): the peer (this identity) forgot every
+            //    other IKE SA it had with us: delete them silently (reported as deleted
+            //    so the daemon removes their Child SAs from the dataplane).
             if !before_up && sas[i].is_established() && sas[i].initial_contact {
                 let keep = (sas[i].spi_i, sas[i].spi_r);
+                let peer = sas[i].peer_id.clone();
                 for s in sas.iter_mut() {
-                    if (s.spi_i, s.spi_r) != keep && s.is_established() {
+                    if (s.spi_i, s.spi_r) != keep && s.is_established() && s.peer_id == peer {
                         s.drop_silently(ctx);
                     }
                 }
@@ -301,6 +403,19 @@ impl Endpoint {
                 established_at: s.established_at,
             })
             .collect()
+    }
+
+    /// Sizes of the endpoint's tables (IKE SAs, half-open ones, rate-limit entries).
+    pub fn table_sizes(&self) -> TableSizes {
+        TableSizes {
+            ike_sas: self.sas.len(),
+            half_open: self
+                .sas
+                .iter()
+                .filter(|s| s.state == State::HalfOpen)
+                .count(),
+            rate_entries: self.guard.rate_entries(),
+        }
     }
 
     /// Whether an IKE SA is established.

@@ -9,7 +9,8 @@ use zeroize::Zeroizing;
 use crate::proposal::{ChildSuite, IkeSuite};
 use crate::ts::TrafficSelector;
 
-/// A datagram to send.
+/// A datagram to send: an IKE message, or a NAT keepalive
+/// ([`Transmit::is_nat_keepalive`]).
 ///
 /// `payload` is the IKE message only. When `dst` (and `src`) use port 4500 the daemon
 /// must prepend the 4-byte non-ESP marker (RFC 3948 §2.2) when sending, and strip it
@@ -26,9 +27,17 @@ pub struct Transmit {
 }
 
 impl Transmit {
-    /// Whether this datagram goes to port 4500 and needs the non-ESP marker.
+    /// Whether this datagram goes to port 4500 and needs the non-ESP marker (never for
+    /// a NAT keepalive).
     pub fn needs_non_esp_marker(&self) -> bool {
-        self.src.port() == 4500 || self.dst.port() == 4500
+        (self.src.port() == 4500 || self.dst.port() == 4500) && !self.is_nat_keepalive()
+    }
+
+    /// Whether this is a NAT keepalive (RFC 3948 §2.3): `payload` is the single byte
+    /// 0xFF, to be sent as it is (no non-ESP marker) from `src` to `dst` on port 4500.
+    /// No IKE message is one byte long.
+    pub fn is_nat_keepalive(&self) -> bool {
+        self.payload == [0xff]
     }
 }
 
@@ -102,6 +111,14 @@ pub struct ChildSa {
     pub remote_addr: SocketAddr,
     /// Whether extended sequence numbers were negotiated.
     pub esn: bool,
+    /// Byte and packet limits for both ESP SAs ([`crate::Config::esp_lifetime`]): install
+    /// them with `esp::SaParams::with_lifetime`; when `esp` reports the soft one (or a
+    /// sequence number near its end) call [`crate::Endpoint::child_sa_soft_expired`],
+    /// the hard one [`crate::Endpoint::child_sa_hard_expired`].
+    pub esp_lifetime: esp::Lifetime,
+    /// For a rekey: our inbound SPI of the Child SA this one replaces (it is reported
+    /// deleted shortly after; switch outbound traffic to the new one now).
+    pub replaces: Option<u32>,
 }
 
 /// Why an IKE SA or Child SA could not be set up, or died. Each variant says what to do.
@@ -175,6 +192,54 @@ pub enum Event {
         local_spi: u32,
         /// The peer's (outbound) SPI.
         remote_spi: u32,
+    },
+    /// A Child SA reached its hard lifetime (time, or the byte/packet/sequence limit the
+    /// daemon reported with [`crate::Endpoint::child_sa_hard_expired`]) before a rekey
+    /// replaced it. [`Event::ChildSaDeleted`] follows at once (and a Delete goes to the
+    /// peer); traffic stops until a new Child SA comes up.
+    ChildSaExpired {
+        /// Our (inbound) SPI.
+        local_spi: u32,
+        /// The peer's (outbound) SPI.
+        remote_spi: u32,
+    },
+    /// The IKE SA reached its hard lifetime ([`crate::Config::ike_lifetime`]) without
+    /// being rekeyed: it is deleted with its Child SAs ([`Event::ChildSaDeleted`] and
+    /// [`Event::IkeSaDeleted`] follow). Re-initiate if the tunnel should stay up.
+    IkeSaExpired {
+        /// Initiator's SPI.
+        spi_i: u64,
+        /// Responder's SPI.
+        spi_r: u64,
+    },
+    /// The peer (behind a NAT) now sends from another address or port (a NAT rebinding,
+    /// RFC 7296 §2.23): IKE follows it; send the ESP of these Child SAs to `remote_addr`
+    /// from now on.
+    PeerAddressChanged {
+        /// Initiator's SPI.
+        spi_i: u64,
+        /// Responder's SPI.
+        spi_r: u64,
+        /// The peer's new address and port.
+        remote_addr: SocketAddr,
+        /// The Child SAs of this IKE SA as (our inbound SPI, the peer's SPI).
+        children: Vec<(u32, u32)>,
+    },
+    /// The peer did not answer a request on an established IKE SA (e.g. the liveness
+    /// check after [`crate::Config::dpd_delay`] of silence) after all retransmissions: it
+    /// is considered dead. The IKE SA and its Child SAs are reported deleted next, then
+    /// `Failed(PeerUnreachable)`; `action` ([`crate::Config::dpd_action`]) says what
+    /// follows (with `Restart` a new IKE_SA_INIT is already on its way).
+    DeadPeer {
+        /// Initiator's SPI.
+        spi_i: u64,
+        /// Responder's SPI.
+        spi_r: u64,
+        /// How long nothing authenticated (or, via `peer_alive`, no ESP) came from the
+        /// peer.
+        silent_for: std::time::Duration,
+        /// The configured action.
+        action: crate::config::DpdAction,
     },
     /// The IKE SA is gone (deleted by either side, or failed after establishment);
     /// its Child SAs were reported deleted just before.

@@ -22,7 +22,11 @@ use crate::wire::{
     NotifyPayload, NotifyType, Payload, PayloadSlice, PayloadType, ProtocolId,
 };
 
+mod fragment;
+mod lifetime;
+mod nat;
 mod rekey;
+mod responder_init;
 
 /// Nonce length we send (RFC 7296 §2.10: at least half the PRF key size, 16..=256).
 const NONCE_LEN: usize = 32;
@@ -72,7 +76,8 @@ enum ReqKind {
 
 struct Pending {
     msg_id: u32,
-    transmit: Transmit,
+    /// The request as sent (several datagrams when fragmented).
+    transmit: Vec<Transmit>,
     kind: ReqKind,
     tries: u32,
     deadline: Instant,
@@ -86,6 +91,13 @@ pub(crate) struct ChildRef {
     remote_ts: Vec<TrafficSelector>,
     /// When to start rekeying it (None: not scheduled or already in progress).
     rekey_at: Option<Instant>,
+    /// Hard lifetime: deleted at this time if still there.
+    expires_at: Option<Instant>,
+    /// The redundant half of a rekey collision: deleted at this time.
+    delete_at: Option<Instant>,
+    /// When we answered the peer's rekey of it (the peer deletes it next; no rekey of
+    /// ours for it then).
+    replaced_at: Option<Instant>,
 }
 
 /// What a new Child SA's keys and selectors come from.
@@ -102,6 +114,8 @@ struct NewChild<'a> {
     g_ir: Option<&'a crate::crypto::Secret>,
     ni: &'a [u8],
     nr: &'a [u8],
+    /// Our inbound SPI of the Child SA this one rekeys.
+    replaces: Option<u32>,
 }
 
 /// One IKE SA.
@@ -113,6 +127,12 @@ pub(crate) struct IkeSa {
     local: SocketAddr,
     pub(crate) remote: SocketAddr,
     nat: bool,
+    /// NAT detection: we are behind a NAT (send keepalives).
+    nat_here: bool,
+    /// NAT detection: the peer is behind a NAT (follow its address).
+    nat_there: bool,
+    /// When to send the next NAT keepalive.
+    keepalive_at: Option<Instant>,
     dh: Option<DhPrivateKey>,
     ke_group: DhGroup,
     cookie: Option<Vec<u8>>,
@@ -129,7 +149,15 @@ pub(crate) struct IkeSa {
     next_req_id: u32,
     pending: Option<Pending>,
     peer_next_id: u32,
-    last_resp: Option<(u32, Transmit)>,
+    /// Our last response (several datagrams when fragmented), for retransmissions.
+    last_resp: Option<(u32, Vec<Transmit>)>,
+    /// Both sides support IKE fragmentation (RFC 7383).
+    frag_ok: bool,
+    /// Fragments of the message being received: (message ID, response?, reassembly).
+    frag_in: Option<(u32, bool, wire::Reassembly)>,
+    /// A message completed from fragments, for `decrypt`: (message ID, response?,
+    /// first inner payload type, inner payloads).
+    reassembled: Option<(u32, bool, PayloadType, Vec<u8>)>,
     pub(crate) children: Vec<ChildRef>,
     first_child_spi: u32,
     pub(crate) peer_id: Option<Identity>,
@@ -145,15 +173,22 @@ pub(crate) struct IkeSa {
     /// Our outstanding Child SA rekey.
     child_req: Option<rekey::ChildReq>,
     /// A new IKE SA created by a rekey, for the endpoint to adopt.
-    pub(crate) spawned: Option<Box<IkeSa>>,
+    pub(crate) spawned: Vec<IkeSa>,
+    /// The peer's colliding IKE SA rekey (RFC 7296 §2.8.2), until ours completes.
+    ike_collision: Option<rekey::IkeCollision>,
     /// Replaced by a rekeyed IKE SA: its deletion is not reported.
     rekeyed: bool,
     /// Our outstanding IKE SA rekey.
     ike_req: Option<rekey::IkeReq>,
     /// Our last completed Child SA rekey (for collisions).
     recent_rekey: Option<rekey::RecentRekey>,
+    /// Child SA rekeys of the peer we answered: (our old inbound SPI, lowest nonce of
+    /// that exchange), the last few (for collisions with a later rekey of ours).
+    peer_rekeyed: VecDeque<(u32, Vec<u8>)>,
     /// When to rekey this IKE SA.
     ike_rekey_at: Option<Instant>,
+    /// Hard lifetime of this IKE SA (deleted then unless rekeyed).
+    ike_expires_at: Option<Instant>,
     /// DH group the peer asked for (INVALID_KE_PAYLOAD) on our last IKE rekey.
     ike_rekey_group: Option<DhGroup>,
 }
@@ -259,6 +294,9 @@ impl IkeSa {
             local,
             remote,
             nat: false,
+            nat_here: false,
+            nat_there: false,
+            keepalive_at: None,
             dh: None,
             ke_group: DhGroup::Modp2048,
             cookie: None,
@@ -274,6 +312,9 @@ impl IkeSa {
             pending: None,
             peer_next_id: 0,
             last_resp: None,
+            frag_ok: false,
+            frag_in: None,
+            reassembled: None,
             children: Vec::new(),
             first_child_spi: 0,
             peer_id: None,
@@ -284,11 +325,14 @@ impl IkeSa {
             half_open_until: None,
             dpd_delay: ctx.config.dpd_delay,
             child_req: None,
-            spawned: None,
+            spawned: Vec::new(),
+            ike_collision: None,
             rekeyed: false,
             ike_req: None,
             recent_rekey: None,
+            peer_rekeyed: VecDeque::new(),
             ike_rekey_at: None,
+            ike_expires_at: None,
             ike_rekey_group: None,
         }
     }
@@ -304,17 +348,22 @@ impl IkeSa {
                 .children
                 .iter()
                 .filter_map(|c| c.rekey_at)
+                .chain(self.children.iter().filter_map(|c| c.delete_at))
                 .chain(self.ike_rekey_at)
                 .min(),
             _ => None,
         };
+        let expiry = self.next_expiry();
+        let keepalive = self
+            .keepalive_at
+            .filter(|_| self.state == State::Established && !self.rekeyed);
         let dpd = match (self.state, &self.pending, self.dpd_delay) {
             (State::Established, None, Some(d)) if self.queued.is_empty() => {
                 Some(at(self.last_heard, d))
             }
             _ => None,
         };
-        [retransmit, half_open, dpd, rekey]
+        [retransmit, half_open, dpd, rekey, expiry, keepalive]
             .into_iter()
             .flatten()
             .min()
@@ -325,6 +374,11 @@ impl IkeSa {
         if now > self.last_heard {
             self.last_heard = now;
         }
+    }
+
+    /// The message ID of our cached last response.
+    pub(crate) fn last_resp_id(&self) -> Option<u32> {
+        self.last_resp.as_ref().map(|(id, _)| *id)
     }
 
     pub(crate) fn is_established(&self) -> bool {
@@ -401,6 +455,12 @@ impl IkeSa {
         }));
         payloads.push(Payload::Nonce(self.ni.clone()));
         payloads.extend(self.nat_notifies(ctx, 0));
+        if ctx.config.fragmentation {
+            payloads.push(notify(
+                NotifyType::IKEV2_FRAGMENTATION_SUPPORTED,
+                Vec::new(),
+            ));
+        }
         self.dh = Some(dh);
         let msg = Message {
             header: self.header(ExchangeType::IKE_SA_INIT, false, 0),
@@ -412,7 +472,7 @@ impl IkeSa {
         self.own_init = bytes.clone();
         self.state = State::InitSent;
         self.next_req_id = 1;
-        self.send_request(ctx, 0, ReqKind::Init, bytes);
+        self.send_request(ctx, 0, ReqKind::Init, vec![bytes]);
         Ok(())
     }
 
@@ -435,32 +495,40 @@ impl IkeSa {
         ]
     }
 
-    /// Checks the peer's NAT_DETECTION notifies on a message `from` → `to`.
+    /// Checks the peer's NAT_DETECTION notifies on a message `from` → `to` and records
+    /// which side is behind a NAT. Returns whether there is one (or encapsulation is
+    /// forced).
     fn detect_nat(
-        &self,
+        &mut self,
+        ctx: &Ctx<'_>,
         spi_r: u64,
         payloads: &[Payload],
         from: SocketAddr,
         to: SocketAddr,
     ) -> bool {
-        let mut nat = false;
         let src: Vec<_> = payloads
             .notifies()
             .filter(|n| n.notify_type == NotifyType::NAT_DETECTION_SOURCE_IP)
             .collect();
         if !src.is_empty() {
             let h = nat_hash(self.spi_i, spi_r, from);
-            nat |= !src.iter().any(|n| n.data == h);
+            self.nat_there = !src.iter().any(|n| n.data == h);
         }
         if let Some(d) = payloads.notify(NotifyType::NAT_DETECTION_DESTINATION_IP) {
-            nat |= d.data != nat_hash(self.spi_i, spi_r, to);
+            self.nat_here = d.data != nat_hash(self.spi_i, spi_r, to);
         }
-        nat
+        self.nat_here || self.nat_there || ctx.config.encap == Encap::Force
     }
 
-    fn send_request(&mut self, ctx: &mut Ctx<'_>, msg_id: u32, kind: ReqKind, bytes: Vec<u8>) {
-        let t = self.transmit(bytes);
-        ctx.transmits.push_back(t.clone());
+    fn send_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        msg_id: u32,
+        kind: ReqKind,
+        datagrams: Vec<Vec<u8>>,
+    ) {
+        let t: Vec<Transmit> = datagrams.into_iter().map(|b| self.transmit(b)).collect();
+        ctx.transmits.extend(t.iter().cloned());
         self.pending = Some(Pending {
             msg_id,
             transmit: t,
@@ -622,9 +690,12 @@ impl IkeSa {
         self.sk_in = Some(inb);
         self.suite = Some(suite);
         self.pending = None;
+        self.frag_ok = ctx.config.fragmentation
+            && p.notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED)
+                .is_some();
         // 4. NAT detection: float to port 4500 (RFC 7296 §2.23).
         let to = effective_local(to, ctx.config);
-        self.nat = self.detect_nat(self.spi_r, p, from, to) || ctx.config.encap == Encap::Force;
+        self.nat = self.detect_nat(ctx, self.spi_r, p, from, to);
         if self.nat {
             self.local.set_port(NAT_T_PORT);
             self.remote.set_port(NAT_T_PORT);
@@ -676,7 +747,8 @@ impl IkeSa {
         }
     }
 
-    /// Builds a protected message with the given inner payloads.
+    /// Builds a protected message with the given inner payloads: one datagram, or its
+    /// fragments (RFC 7383) when it is too long and the peer supports them.
     fn encrypt(
         &self,
         ctx: &mut Ctx<'_>,
@@ -684,12 +756,18 @@ impl IkeSa {
         response: bool,
         msg_id: u32,
         inner: &[Payload],
-    ) -> Result<Vec<u8>, FailReason> {
+    ) -> Result<Vec<Vec<u8>>, FailReason> {
         let Some(out) = &self.sk_out else {
             return Err(FailReason::Protocol("no keys".into()));
         };
         let (first, plain) = emit_chain(inner).map_err(|e| FailReason::Protocol(e.to_string()))?;
         let body_len = out.body_len(plain.len());
+        if let Some(max) = self.max_datagram(ctx) {
+            if wire::ENCRYPTED_BODY_OFFSET + body_len > max {
+                let hdr = self.header(exchange, response, msg_id);
+                return self.fragments(ctx, out, &hdr, first, &plain, max);
+            }
+        }
         let mut buf = Vec::with_capacity(wire::ENCRYPTED_BODY_OFFSET + body_len);
         let hdr = self.header(exchange, response, msg_id);
         let off = emit_encrypted_prefix(&mut buf, &hdr, first, body_len)
@@ -698,12 +776,23 @@ impl IkeSa {
         let (aad, body) = buf.split_at_mut(off);
         out.encrypt(aad, &plain, ctx.rng, body)
             .map_err(|e| FailReason::Protocol(e.to_string()))?;
-        Ok(buf)
+        Ok(vec![buf])
     }
 
     /// Verifies and decrypts the SK payload of a received message. Returns the inner
     /// payloads and the plaintext (for raw ID bodies).
-    fn decrypt(&self, bytes: &[u8], msg: &Message) -> R<(PayloadType, Vec<u8>, Vec<Payload>)> {
+    fn decrypt(&mut self, bytes: &[u8], msg: &Message) -> R<(PayloadType, Vec<u8>, Vec<Payload>)> {
+        if let Some(Payload::EncryptedFragment(_)) = msg.payloads.last() {
+            // Reassembled (and every fragment verified) by `add_fragment`.
+            let (id, resp) = (msg.header.message_id, msg.header.flags.response);
+            return match self.reassembled.take() {
+                Some((i, r, first, plain)) if i == id && r == resp => {
+                    let inner = parse_chain(first, &plain).map_err(|_| Drop("inner payloads"))?;
+                    Ok((first, plain, inner))
+                }
+                _ => Err(Drop("fragment without reassembly")),
+            };
+        }
         let inb = self.sk_in.as_ref().ok_or(Drop("no keys"))?;
         let Some(Payload::Encrypted(e)) = msg.payloads.last() else {
             return Err(Drop("no SK payload"));
@@ -792,6 +881,8 @@ impl IkeSa {
         self.state = State::Established;
         self.established_at = Some(ctx.now);
         self.ike_rekey_at = rekey::ike_rekey_at(ctx, self.initiator);
+        self.ike_expires_at = Some(at(ctx.now, ctx.config.ike_lifetime));
+        self.keepalive_at = self.keepalive_interval(ctx).map(|d| at(ctx.now, d));
         self.pending = None;
         ctx.events.push_back(self.established_event());
         // 3. The first Child SA.
@@ -843,6 +934,7 @@ impl IkeSa {
                 g_ir: None,
                 ni: &ni,
                 nr: &nr,
+                replaces: None,
             },
         );
     }
@@ -880,6 +972,7 @@ impl IkeSa {
             g_ir,
             ni,
             nr,
+            replaces,
         } = n;
         let (Some(keys), Some(ike)) = (&self.keys, self.suite) else {
             return;
@@ -911,7 +1004,11 @@ impl IkeSa {
             // Never later than 90 % of the lifetime, whatever was configured.
             let t = t.min(scale(ctx.config.child_lifetime, 0.9));
             // The IKE responder waits 5 % longer, so that normally only one side rekeys.
-            at(ctx.now, if self.initiator { t } else { scale(t, 1.05) })
+            let t = if self.initiator { t } else { scale(t, 1.05) };
+            at(
+                ctx.now,
+                lifetime::jittered(ctx.rng, t, ctx.config.child_rekey_jitter),
+            )
         });
         self.children.push(ChildRef {
             local_spi,
@@ -919,6 +1016,9 @@ impl IkeSa {
             local_ts: local_ts.clone(),
             remote_ts: remote_ts.clone(),
             rekey_at,
+            expires_at: Some(at(ctx.now, ctx.config.child_lifetime)),
+            delete_at: None,
+            replaced_at: None,
         });
         ctx.events
             .push_back(Event::ChildSaEstablished(Box::new(ChildSa {
@@ -935,6 +1035,8 @@ impl IkeSa {
                 local_addr: self.local,
                 remote_addr: self.remote,
                 esn: child_suite.esn,
+                esp_lifetime: ctx.config.esp_lifetime(),
+                replaces,
             })));
     }
 }
@@ -946,235 +1048,7 @@ fn join(a: &crate::crypto::Secret, b: &crate::crypto::Secret) -> zeroize::Zeroiz
     v
 }
 
-// ===== responder: IKE_SA_INIT =====
-
-/// Sends an unprotected IKE_SA_INIT error response (no state is kept).
-fn reply_init_error(
-    ctx: &mut Ctx<'_>,
-    hdr: &HeaderRepr,
-    local: SocketAddr,
-    from: SocketAddr,
-    t: NotifyType,
-    data: Vec<u8>,
-) {
-    let msg = Message {
-        header: HeaderRepr {
-            spi_i: hdr.spi_i,
-            spi_r: 0,
-            exchange_type: ExchangeType::IKE_SA_INIT,
-            flags: Flags {
-                initiator: false,
-                version: false,
-                response: true,
-            },
-            message_id: 0,
-        },
-        payloads: vec![notify(t, data)],
-    };
-    if let Ok(bytes) = msg.emit() {
-        ctx.transmits.push_back(Transmit {
-            src: local,
-            dst: from,
-            payload: bytes,
-        });
-    }
-}
-
 impl IkeSa {
-    /// Handles an IKE_SA_INIT request for a new IKE SA (we are the responder).
-    /// Returns the half-open SA, or `None` after answering with an error notify.
-    pub(crate) fn respond_init(
-        ctx: &mut Ctx<'_>,
-        hdr: &HeaderRepr,
-        msg: &Message,
-        raw: &[u8],
-        from: SocketAddr,
-        to: SocketAddr,
-    ) -> Option<IkeSa> {
-        let cfg = ctx.config;
-        let local = effective_local(to, cfg);
-        let p = &msg.payloads;
-        // 1. Select a proposal (RFC 7296 §2.7), keeping the initiator's numbering.
-        let offered: Vec<(u8, Proposal)> = p
-            .sa()
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(|w| Proposal::from_wire(w).map(|x| (w.number, x)))
-            .collect();
-        let list: Vec<Proposal> = offered.iter().map(|(_, x)| x.clone()).collect();
-        let Some((idx, chosen)) = proposal::select(&list, &cfg.ike_proposals) else {
-            reply_init_error(
-                ctx,
-                hdr,
-                local,
-                from,
-                NotifyType::NO_PROPOSAL_CHOSEN,
-                Vec::new(),
-            );
-            ctx.events
-                .push_back(Event::Failed(FailReason::NoProposalChosen { what: "IKE" }));
-            return None;
-        };
-        let (Some(ke), Some(ni)) = (p.ke(), p.nonce()) else {
-            reply_init_error(
-                ctx,
-                hdr,
-                local,
-                from,
-                NotifyType::INVALID_SYNTAX,
-                Vec::new(),
-            );
-            return None;
-        };
-        if !(16..=256).contains(&ni.len()) {
-            reply_init_error(
-                ctx,
-                hdr,
-                local,
-                from,
-                NotifyType::INVALID_SYNTAX,
-                Vec::new(),
-            );
-            return None;
-        }
-        // 2. Prefer the group the initiator sent a KE for, if acceptable; otherwise
-        //    INVALID_KE_PAYLOAD with the group we want (RFC 7296 §1.2).
-        let mut choice = (idx, chosen);
-        let mut suite = choice.1.ike_suite();
-        if let (Some(s), Some(g)) = (suite, DhGroup::from_id(ke.group)) {
-            if s.dh != g {
-                let restricted: Vec<Proposal> = list
-                    .iter()
-                    .map(|x| Proposal {
-                        dh: x.dh.iter().copied().filter(|d| *d == g).collect(),
-                        ..x.clone()
-                    })
-                    .collect();
-                if let Some(c) = proposal::select(&restricted, &cfg.ike_proposals) {
-                    suite = c.1.ike_suite();
-                    choice = c;
-                }
-            }
-        }
-        let Some(suite) = suite else {
-            reply_init_error(
-                ctx,
-                hdr,
-                local,
-                from,
-                NotifyType::NO_PROPOSAL_CHOSEN,
-                Vec::new(),
-            );
-            return None;
-        };
-        if suite.dh.id() != ke.group {
-            reply_init_error(
-                ctx,
-                hdr,
-                local,
-                from,
-                NotifyType::INVALID_KE_PAYLOAD,
-                suite.dh.id().to_be_bytes().to_vec(),
-            );
-            return None;
-        }
-        // 3. Our DH, nonce, SPI and the keys.
-        let mut sa = IkeSa::blank(ctx, false, hdr.spi_i, local, from);
-        sa.half_open_until = Some(at(ctx.now, cfg.half_open_timeout));
-        sa.spi_r = random_u64(ctx.rng);
-        sa.state = State::HalfOpen;
-        sa.ke_group = suite.dh;
-        let dh = match DhPrivateKey::generate(suite.dh, ctx.rng) {
-            Ok(d) => d,
-            Err(_) => {
-                reply_init_error(
-                    ctx,
-                    hdr,
-                    local,
-                    from,
-                    NotifyType::NO_PROPOSAL_CHOSEN,
-                    Vec::new(),
-                );
-                return None;
-            }
-        };
-        let g_ir = match dh.shared_secret(&ke.data) {
-            Ok(s) => s,
-            Err(_) => {
-                reply_init_error(
-                    ctx,
-                    hdr,
-                    local,
-                    from,
-                    NotifyType::INVALID_SYNTAX,
-                    Vec::new(),
-                );
-                return None;
-            }
-        };
-        let mut nr = vec![0u8; NONCE_LEN];
-        ctx.rng.fill(&mut nr);
-        sa.ni = ni.to_vec();
-        sa.nr = nr;
-        let keys = IkeKeys::initial(
-            &suite.to_crypto(),
-            &g_ir,
-            &sa.ni,
-            &sa.nr,
-            &sa.spi_i.to_be_bytes(),
-            &sa.spi_r.to_be_bytes(),
-        )
-        .ok()?;
-        let (out, inb) = keys.ciphers(false).ok()?;
-        sa.keys = Some(keys);
-        sa.sk_out = Some(out);
-        sa.sk_in = Some(inb);
-        sa.suite = Some(suite);
-        sa.peer_init = raw.to_vec();
-        sa.nat = sa.detect_nat(0, p, from, local) || cfg.encap == Encap::Force;
-        // 4. The response: SA, KE, Nr, NAT detection.
-        let number = offered.get(choice.0).map_or(1, |(n, _)| *n);
-        let mut payloads = vec![
-            Payload::Sa(vec![suite.to_proposal().to_wire(number, Vec::new())]),
-            Payload::Ke(KePayload {
-                group: suite.dh.id(),
-                data: dh.public_value(),
-            }),
-            Payload::Nonce(sa.nr.clone()),
-        ];
-        payloads.extend(sa.nat_notifies(ctx, sa.spi_r));
-        let resp = Message {
-            header: sa.header(ExchangeType::IKE_SA_INIT, true, 0),
-            payloads,
-        };
-        let bytes = resp.emit().ok()?;
-        sa.own_init = bytes.clone();
-        let t = sa.transmit(bytes);
-        ctx.transmits.push_back(t.clone());
-        sa.last_resp = Some((0, t));
-        sa.peer_next_id = 1;
-        sa.next_req_id = 0;
-        Some(sa)
-    }
-
-    /// A retransmitted IKE_SA_INIT request for this (responder) SA: resend our answer.
-    /// Returns false if the request is not a retransmission (different bytes) and the SA
-    /// is still half-open: the caller then replaces it.
-    pub(crate) fn handle_init_duplicate(&mut self, ctx: &mut Ctx<'_>, raw: &[u8]) -> bool {
-        if raw != self.peer_init.as_slice() {
-            if self.state == State::HalfOpen {
-                self.state = State::Dead;
-                return false;
-            }
-            return true;
-        }
-        if let Some((0, t)) = &self.last_resp {
-            ctx.transmits.push_back(t.clone());
-            ctx.stats.resent_responses += 1;
-        }
-        true
-    }
-
     // ===== requests from the peer =====
 
     /// Handles a request (IKE_AUTH as responder, INFORMATIONAL, CREATE_CHILD_SA).
@@ -1190,8 +1064,15 @@ impl IkeSa {
         // 1. Retransmission of the last request: resend the cached response.
         if let Some((id, t)) = &self.last_resp {
             if *id == hdr.message_id {
-                ctx.transmits.push_back(t.clone());
-                ctx.stats.resent_responses += 1;
+                // For a fragmented request, once (on its first fragment, RFC 7383 §2.6.1).
+                let first_or_whole = match msg.payloads.last() {
+                    Some(Payload::EncryptedFragment(f)) => f.number == 1,
+                    _ => true,
+                };
+                if first_or_whole {
+                    ctx.transmits.extend(t.iter().cloned());
+                    ctx.stats.resent_responses += 1;
+                }
                 return Ok(());
             }
         }
@@ -1201,8 +1082,7 @@ impl IkeSa {
         // 2. Integrity first: nothing changes before the SK payload verifies.
         let (first, plain, inner) = self.decrypt(raw, msg)?;
         self.last_heard = ctx.now;
-        self.remote = from;
-        self.local = effective_local(to, ctx.config);
+        self.follow_peer(ctx, from, to);
         // 3. The exchange.
         let mut die_after = false;
         let resp = match (self.state, hdr.exchange_type) {
@@ -1221,15 +1101,16 @@ impl IkeSa {
         };
         // 4. Answer and cache the answer for retransmissions.
         match self.encrypt(ctx, hdr.exchange_type, true, hdr.message_id, &resp) {
-            Ok(bytes) => {
-                let t = self.transmit(bytes);
-                ctx.transmits.push_back(t.clone());
+            Ok(datagrams) => {
+                let t: Vec<Transmit> = datagrams.into_iter().map(|b| self.transmit(b)).collect();
+                ctx.transmits.extend(t.iter().cloned());
                 self.last_resp = Some((hdr.message_id, t));
                 self.peer_next_id = self.peer_next_id.wrapping_add(1);
             }
             Err(e) => self.fail(ctx, e),
         }
         if die_after {
+            self.adopt_collision_winner(ctx);
             self.report_deleted(ctx, true);
             self.state = State::Dead;
             self.pending = None;
@@ -1312,6 +1193,8 @@ impl IkeSa {
         self.state = State::Established;
         self.established_at = Some(ctx.now);
         self.ike_rekey_at = rekey::ike_rekey_at(ctx, self.initiator);
+        self.ike_expires_at = Some(at(ctx.now, ctx.config.ike_lifetime));
+        self.keepalive_at = self.keepalive_interval(ctx).map(|d| at(ctx.now, d));
         ctx.events.push_back(self.established_event());
         // 3. The first Child SA: proposal (without DH, RFC 7296 §1.2) and selectors.
         let offered: Vec<(u32, u8, Proposal)> = inner
@@ -1363,6 +1246,7 @@ impl IkeSa {
                 g_ir: None,
                 ni: &ni,
                 nr: &nr,
+                replaces: None,
             },
         );
         resp
@@ -1433,6 +1317,9 @@ impl IkeSa {
         let (first, plain, inner) = self.decrypt(raw, msg)?;
         self.last_heard = ctx.now;
         self.pending = None;
+        if self.is_established() {
+            self.follow_peer(ctx, from, to);
+        }
         match kind {
             ReqKind::Init => {}
             ReqKind::Auth => self.handle_auth_response(ctx, &inner, first, &plain),
@@ -1498,7 +1385,7 @@ impl IkeSa {
         }
     }
 
-    fn flush_queue(&mut self, ctx: &mut Ctx<'_>) {
+    pub(crate) fn flush_queue(&mut self, ctx: &mut Ctx<'_>) {
         if self.pending.is_some() || !self.is_established() {
             return;
         }
@@ -1555,6 +1442,11 @@ impl IkeSa {
             self.state = State::Dead;
             return;
         }
+        self.enforce_lifetimes(ctx);
+        if self.state == State::Dead {
+            return;
+        }
+        self.nat_keepalive(ctx);
         self.due_rekeys(ctx);
         // Liveness check after `dpd_delay` of silence (RFC 7296 §2.4).
         if let (State::Established, None, Some(d)) = (self.state, &self.pending, self.dpd_delay) {
@@ -1578,13 +1470,28 @@ impl IkeSa {
                 self.report_deleted(ctx, true);
                 self.state = State::Dead;
             } else {
+                let dead_peer = self.is_established() && !self.rekeyed;
+                if dead_peer {
+                    ctx.events.push_back(Event::DeadPeer {
+                        spi_i: self.spi_i,
+                        spi_r: self.spi_r,
+                        silent_for: ctx.now.saturating_duration_since(self.last_heard),
+                        action: ctx.config.dpd_action,
+                    });
+                }
                 self.fail(ctx, FailReason::PeerUnreachable { tries });
+                if dead_peer && ctx.config.dpd_action == crate::config::DpdAction::Restart {
+                    match IkeSa::initiate(ctx) {
+                        Ok(sa) => self.spawned.push(sa),
+                        Err(e) => ctx.events.push_back(Event::Failed(e)),
+                    }
+                }
             }
             return;
         }
         p.tries += 1;
         p.deadline = at(ctx.now, ctx.config.retransmit_delay(p.tries));
-        ctx.transmits.push_back(p.transmit.clone());
+        ctx.transmits.extend(p.transmit.iter().cloned());
         ctx.stats.retransmitted += 1;
     }
 }

@@ -30,8 +30,44 @@
 //! Message IDs with window size 1, retransmission with strongSwan's backoff (4 s × 1.8ⁿ,
 //! 5 retransmissions), cached responses for retransmitted requests.
 //!
-//! Not implemented: simultaneous-rekey collision resolution (RFC 7296 §2.8.1: both new
-//! SAs survive), responder COOKIEs, IKE fragmentation, EAP/certificates, MOBIKE.
+//! Simultaneous rekeys (RFC 7296 §2.8.1, §2.8.2): of two Child SAs or IKE SAs made at
+//! once, the one whose exchange had the lowest nonce is deleted by its initiator; Child SA
+//! changes and IKE SA rekeys exclude each other (TEMPORARY_FAILURE, §2.25.2) and are
+//! retried after a random delay.
+//!
+//! # Lifetimes
+//!
+//! Soft (rekey) by time: [`Config::child_rekey_time`] / [`Config::ike_rekey_time`] minus a
+//! random [`Config::child_rekey_jitter`] / [`Config::ike_rekey_jitter`] drawn per SA. Hard
+//! by time: a Child SA still there at [`Config::child_lifetime`], or an IKE SA not
+//! rekeyed by [`Config::ike_lifetime`], is deleted ([`Event::ChildSaExpired`],
+//! [`Event::IkeSaExpired`]). Bytes, packets and sequence numbers are counted by the
+//! dataplane: each [`ChildSa`] carries `esp_lifetime` (from [`Config::child_life_bytes`]
+//! etc.) and the daemon reports crossings with [`Endpoint::child_sa_soft_expired`]
+//! (rekey) and [`Endpoint::child_sa_hard_expired`] (delete). Azure: `child_lifetime`
+//! 27,000 s, `child_life_bytes` 102,400,000 KB, `ike_lifetime` 28,800 s.
+//!
+//! # Staying up
+//!
+//! * Dead peers: after [`Config::dpd_delay`] of silence a liveness check; unanswered, an
+//!   [`Event::DeadPeer`] then the deletions, and [`Config::dpd_action`] (clear, restart,
+//!   trap).
+//! * INITIAL_CONTACT is sent (when we hold no other IKE SA) and honoured: the other IKE
+//!   SAs of that peer identity are dropped silently, with their deletion events.
+//! * NAT: keepalives every [`Config::nat_keepalive`] while behind a NAT
+//!   ([`Transmit::is_nat_keepalive`]: one 0xFF byte on port 4500, no marker); a peer
+//!   behind a NAT whose address or port changes is followed from its authenticated
+//!   messages ([`Event::PeerAddressChanged`]: move the ESP destination).
+//! * DoS (responder): stateless COOKIEs once [`Config::cookie_threshold`] IKE SAs are
+//!   half-open (RFC 7296 §2.6, secret rotated every 60 s), a per-source rate limit
+//!   ([`Config::init_rate_limit`]), a bound on half-open SAs ([`Config::half_open_limit`]);
+//!   IKE_SA_INIT from any address only when `remote_addr` is unspecified.
+//!   [`Endpoint::table_sizes`] and [`Endpoint::stats`] show it working.
+//! * Fragmentation (RFC 7383): negotiated in IKE_SA_INIT ([`Config::fragmentation`]);
+//!   protected messages above [`Config::fragment_size`] go out as SKF fragments, received
+//!   fragments are verified one by one and reassembled.
+//!
+//! Not implemented: EAP/certificates, MOBIKE, reauthentication.
 //!
 //! # Driving it
 //!
@@ -81,6 +117,7 @@
 
 pub mod config;
 pub mod crypto;
+mod dos;
 mod endpoint;
 pub mod event;
 mod ike_sa;
@@ -88,8 +125,8 @@ pub mod proposal;
 pub mod ts;
 pub mod wire;
 
-pub use config::{Config, Encap, Identity, Psk};
-pub use endpoint::{Endpoint, IkeSaInfo, Stats};
+pub use config::{Config, DpdAction, Encap, Identity, Psk};
+pub use endpoint::{Endpoint, IkeSaInfo, Stats, TableSizes};
 pub use event::{ChildSa, EspKeys, Event, FailReason, Transmit};
 pub use proposal::{
     parse_esp_proposal, parse_ike_proposal, ChildSuite, IkeSuite, Proposal, ProposalError,

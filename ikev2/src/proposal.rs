@@ -930,4 +930,51 @@ mod tests {
         let noesn = parse_esp_proposals(&["aes256-sha256"]).unwrap();
         assert!(select(&esn, &noesn).is_none());
     }
+
+    #[test]
+    fn wire_round_trip_and_unknown_transforms() {
+        use crate::wire::{Transform, TransformType};
+        for (p, spi) in [
+            (
+                parse_ike_proposal("aes128-aes256-sha256-sha1-modp2048-ecp256").unwrap(),
+                vec![],
+            ),
+            (
+                parse_esp_proposal("aes256gcm16-modp2048s256-esn-noesn").unwrap(),
+                vec![1, 2, 3, 4],
+            ),
+        ] {
+            let w = p.to_wire(3, spi.clone());
+            assert_eq!((w.number, w.spi.clone()), (3, spi));
+            assert_eq!(Proposal::from_wire(&w), Some(p));
+        }
+        // A peer offering 3DES, AES-XCBC, MODP-1536 and an explicit INTEG NONE with GCM:
+        // the unknown ones are dropped, the rest still matches.
+        let mut w = parse_ike_proposal("aes256gcm16-prfsha256-ecp256")
+            .unwrap()
+            .to_wire(1, vec![]);
+        w.transforms.push(Transform::new(TransformType::ENCR, 3));
+        w.transforms.push(Transform::new(TransformType::PRF, 4));
+        w.transforms.push(Transform::new(TransformType::INTEG, 0));
+        w.transforms.push(Transform::new(TransformType::DH, 5));
+        let got = Proposal::from_wire(&w).unwrap();
+        assert_eq!(
+            got,
+            parse_ike_proposal("aes256gcm16-prfsha256-ecp256").unwrap()
+        );
+        // Only unsupported algorithms: nothing to match.
+        let mut w = parse_ike_proposal("aes256-sha256-ecp256")
+            .unwrap()
+            .to_wire(1, vec![]);
+        w.transforms
+            .retain(|t| t.transform_type != TransformType::DH);
+        w.transforms.push(Transform::new(TransformType::DH, 5));
+        assert_eq!(Proposal::from_wire(&w), None);
+        // AES without a key length attribute is not accepted (RFC 7296 §3.3.5).
+        let mut w = parse_esp_proposal("aes256gcm16")
+            .unwrap()
+            .to_wire(1, vec![0; 4]);
+        w.transforms[0].attributes.clear();
+        assert_eq!(Proposal::from_wire(&w), None);
+    }
 }

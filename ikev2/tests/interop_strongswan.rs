@@ -102,6 +102,8 @@ struct Lab {
     sw_remote: &'static str,
     dir: PathBuf,
     charon: Option<Child>,
+    /// Extra lines for the `charon { }` section of strongswan.conf.
+    charon_extra: String,
 }
 
 /// How the two peers are connected.
@@ -175,6 +177,7 @@ impl Lab {
             sw_remote,
             dir: std::env::temp_dir().join(format!("cw-ike{tag}-{id}")),
             charon: None,
+            charon_extra: String::new(),
         };
         let _ = std::fs::remove_dir_all(&lab.dir);
         std::fs::create_dir_all(&lab.dir).unwrap();
@@ -257,11 +260,13 @@ impl Lab {
 
     fn start_charon(&mut self, case: &Case<'_>) {
         let d = self.dir.display();
+        let extra = &self.charon_extra;
         let conf = format!(
             r#"charon {{
   load = random nonce openssl aes sha1 sha2 hmac gcm gmp kdf pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici
   install_routes = no
   retransmit_tries = 2
+  {extra}
   plugins {{
     vici {{ socket = unix://{d}/charon.vici }}
   }}
@@ -334,6 +339,15 @@ secrets {{
         let file = self.dir.join("swanctl.conf");
         let o = self.swanctl(&["--load-all", "--file", &file.display().to_string()]);
         assert!(o.contains("loaded connection 'cw'"), "{o}\n{}", self.logs());
+    }
+
+    /// Kills charon at once (SIGKILL: it sends no Delete), as in a crash or reboot.
+    fn kill_charon(&mut self) {
+        if let Some(mut c) = self.charon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(self.dir.join("charon.vici"));
     }
 
     fn swanctl(&self, args: &[&str]) -> String {
@@ -527,11 +541,14 @@ fn causeway_initiates_on(topo: Topo, case: Case<'_>, ike_alg: &str, esp_alg: &st
     }
     let mut lab = Lab::build("i", topo);
     lab.start_charon(&case);
+    let started = Instant::now();
     let (mut cw, rx) = lab.start_causeway(&case, true, "3", &[]);
     let ike = wait_for(&rx, "ike_sa_established", Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
     let child = wait_for(&rx, "child_sa_established", Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    // Process start to Child SA up, both IKE exchanges over the veth (debug build).
+    eprintln!("{}: Child SA up after {:?}", case.ike, started.elapsed());
     check_sas(&lab, &ike, &child, ike_alg, esp_alg);
     // After --hold, Causeway deletes the IKE SA; strongSwan must answer.
     wait_for(&rx, "ike_sa_deleted", Duration::from_secs(15))
@@ -869,4 +886,177 @@ fn causeway_behind_nat() {
     assert!(lab.log_shows("remote host is behind NAT"), "{}", lab.logs());
     wait_for(&rx, "ike_sa_deleted", Duration::from_secs(15)).unwrap();
     assert_eq!(wait_exit(&mut cw, Duration::from_secs(10)), Some(0));
+}
+
+/// IKE fragmentation (RFC 7383) both ways: with `fragment_size = 200` on both sides the
+/// IKE_AUTH messages (and the CREATE_CHILD_SA of a rekey with PFS) are split; each side
+/// reassembles the other's.
+#[test]
+fn fragmented_ike_auth_and_rekey_both_ways() {
+    if let Some(r) = skip_reason() {
+        eprintln!("SKIP interop_strongswan: {r}");
+        return;
+    }
+    let case = Case {
+        ike: "aes256-sha256-modp2048",
+        esp: "aes256gcm16-modp2048",
+    };
+    for initiate in [true, false] {
+        let mut lab = Lab::new(if initiate { "fi" } else { "fr" });
+        lab.charon_extra = "fragment_size = 200".into();
+        lab.start_charon(&case);
+        let extra = ["--fragment-size", "200", "--rekey-after", "1"];
+        let (mut cw, rx) =
+            lab.start_causeway(&case, initiate, if initiate { "3" } else { "-1" }, &extra);
+        if !initiate {
+            std::thread::sleep(Duration::from_millis(300));
+            let out = lab.swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
+            assert!(
+                out.contains("completed successfully"),
+                "{out}\n{}",
+                lab.logs()
+            );
+        }
+        let ike = wait_for(&rx, "ike_sa_established", Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+        let child = wait_for(&rx, "child_sa_established", Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+        // The rekey (our CREATE_CHILD_SA with a 256-byte KE) after 1 s.
+        let rekeyed = wait_for(&rx, "child_sa_established", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+        assert_ne!(field(&rekeyed, "local_spi"), field(&child, "local_spi"));
+        assert!(field(&ike, "spi_i").is_some());
+        assert!(lab.log_shows("splitting IKE message"), "{}", lab.logs());
+        assert!(
+            lab.log_shows("reassembled fragmented IKE message"),
+            "{}",
+            lab.logs()
+        );
+        if initiate {
+            wait_for(&rx, "ike_sa_deleted", Duration::from_secs(15))
+                .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+        } else {
+            let out = lab.swanctl(&["--terminate", "--ike", "cw", "--timeout", "10"]);
+            assert!(
+                out.contains("completed successfully"),
+                "{out}\n{}",
+                lab.logs()
+            );
+            wait_for(&rx, "ike_sa_deleted", Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+        }
+        let stats = wait_for(&rx, "stats", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+        println!("{stats}");
+        assert!(!stats.contains("\"fragments_sent\":0,"), "{stats}");
+        assert!(!stats.contains("\"fragments_received\":0}"), "{stats}");
+        assert_eq!(wait_exit(&mut cw, Duration::from_secs(10)), Some(0));
+    }
+}
+
+/// INITIAL_CONTACT honoured as responder: strongSwan crashes and comes back; its new
+/// IKE_AUTH carries INITIAL_CONTACT and Causeway drops the old IKE SA and Child SA
+/// (reported deleted, so the daemon removes them from the dataplane).
+#[test]
+fn restarted_strongswan_with_initial_contact_replaces_the_old_sas() {
+    if let Some(r) = skip_reason() {
+        eprintln!("SKIP interop_strongswan: {r}");
+        return;
+    }
+    let case = MODP2048S256;
+    let mut lab = Lab::new("ic");
+    lab.start_charon(&case);
+    let (mut cw, rx) = lab.start_causeway(&case, false, "-1", &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let initiate = |lab: &Lab| {
+        let out = lab.swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
+        assert!(
+            out.contains("completed successfully"),
+            "{out}\n{}",
+            lab.logs()
+        );
+    };
+    initiate(&lab);
+    let ike1 = wait_for(&rx, "ike_sa_established", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let child1 = wait_for(&rx, "child_sa_established", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    lab.kill_charon();
+    lab.start_charon(&case);
+    initiate(&lab);
+    assert!(
+        lab.log_shows("INITIAL_CONTACT") || lab.log_shows("N(INIT_CONTACT)"),
+        "{}",
+        lab.logs()
+    );
+    let ike2 = wait_for(&rx, "ike_sa_established", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    assert_ne!(field(&ike1, "spi_i"), field(&ike2, "spi_i"));
+    let child2 = wait_for(&rx, "child_sa_established", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let gone = wait_for(&rx, "child_sa_deleted", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    assert_eq!(field(&gone, "local_spi"), field(&child1, "local_spi"));
+    assert_ne!(field(&child2, "local_spi"), field(&child1, "local_spi"));
+    let gone = wait_for(&rx, "ike_sa_deleted", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    assert_eq!(field(&gone, "spi_i"), field(&ike1, "spi_i"));
+    // The new SAs are the ones strongSwan has.
+    check_sas(&lab, &ike2, &child2, "MODP_2048_256", "AES_GCM_16-256");
+    // (The example exits after reporting an IKE SA deleted.)
+    assert_eq!(wait_exit(&mut cw, Duration::from_secs(10)), Some(0));
+}
+
+/// NAT keepalives (RFC 3948 §2.3) from Causeway behind a NAT: single 0xFF bytes on port
+/// 4500, counted by an nftables rule in strongSwan's namespace (UDP length 9 = 8 + 1).
+#[test]
+fn keepalives_from_behind_a_nat_reach_strongswan() {
+    if let Some(r) = skip_reason() {
+        eprintln!("SKIP interop_strongswan: {r}");
+        return;
+    }
+    let case = AZURE_DEFAULT;
+    let mut lab = Lab::build("k", Topo::Nat);
+    let rules = lab.dir.join("keepalive.nft");
+    std::fs::write(
+        &rules,
+        "table inet cwka {\n  chain input {\n    type filter hook input priority 0;\n    \
+         udp dport 4500 udp length 9 @th,64,8 0xff counter\n  }\n}\n",
+    )
+    .unwrap();
+    let o = Command::new("ip")
+        .args(["netns", "exec", &lab.sw_ns, "nft", "-f"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    lab.start_charon(&case);
+    let (mut cw, rx) = lab.start_causeway(&case, true, "4.5", &["--nat-keepalive", "1"]);
+    let ike = wait_for(&rx, "ike_sa_established", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    assert!(ike.contains("\"nat\":true"), "{ike}");
+    wait_for(&rx, "ike_sa_deleted", Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    assert_eq!(wait_exit(&mut cw, Duration::from_secs(10)), Some(0));
+    let o = Command::new("ip")
+        .args([
+            "netns", "exec", &lab.sw_ns, "nft", "list", "table", "inet", "cwka",
+        ])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&o.stdout).to_string();
+    let packets: u64 = listing
+        .split("counter packets ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    println!("keepalives seen by strongSwan's namespace: {packets}\n{listing}");
+    // One per second for the ~4.5 s the SA was held.
+    assert!(
+        (3..=6).contains(&packets),
+        "{packets} keepalives\n{listing}"
+    );
+    // And the tunnel stayed fine with them (strongSwan ignores keepalives).
+    assert!(!lab.logs().contains("invalid"), "{}", lab.logs());
 }

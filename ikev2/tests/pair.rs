@@ -250,8 +250,11 @@ const AZURE_ESP: &[&str] = &[
 fn every_ike_proposal_derives_equal_keys() {
     for ike in AZURE_IKE {
         let mut p = Pair::default_pair(ike, "aes256gcm16");
+        let wall = std::time::Instant::now();
         p.i.initiate(p.now);
         p.drive(Duration::from_secs(1));
+        // CPU time of both sides' whole handshake (printed with --nocapture).
+        eprintln!("handshake {ike}: {:?}", wall.elapsed());
         let (a, _) = p.assert_up();
         assert_eq!(a.suite, esp::suite::Suite::AES256_GCM16, "{ike}");
         let suite = p.i_events.iter().find_map(|e| match e {
@@ -935,6 +938,9 @@ fn rekey_and_check(ike: &str, esp_s: &str, from_initiator: bool) {
     p.drive(Duration::from_secs(2));
     let (a2, b2) = assert_crossed(&p, 1);
     assert_ne!(a2.keys_in, a.keys_in, "new keys");
+    assert_eq!((a.replaces, b.replaces), (None, None));
+    assert_eq!(a2.replaces, Some(a.local_spi));
+    assert_eq!(b2.replaces, Some(b.local_spi));
     assert_ne!(a2.local_spi, a.local_spi);
     assert_eq!(a2.suite, a.suite);
     // Make-before-break: the old pair is deleted on both sides, after the new one came up.
@@ -1432,4 +1438,491 @@ fn simultaneous_child_rekeys_leave_one_child_sa() {
         }
         assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
     }
+}
+
+fn pair_with(f: impl Fn(&mut Config)) -> Pair {
+    let mut ic = config(
+        I_ADDR,
+        R_ADDR,
+        "s",
+        &["aes256-sha256-x25519"],
+        &["aes256gcm16"],
+    );
+    let mut rc = config(
+        R_ADDR,
+        I_ADDR,
+        "s",
+        &["aes256-sha256-x25519"],
+        &["aes256gcm16"],
+    );
+    f(&mut ic);
+    f(&mut rc);
+    Pair::new(ic, rc)
+}
+
+fn count_expired(ev: &[Event]) -> (usize, usize) {
+    (
+        Pair::count(ev, |e| matches!(e, Event::ChildSaExpired { .. })),
+        Pair::count(ev, |e| matches!(e, Event::IkeSaExpired { .. })),
+    )
+}
+
+#[test]
+fn child_sa_not_rekeyed_is_deleted_at_its_hard_lifetime() {
+    let mut p = pair_with(|c| {
+        c.child_rekey_time = None;
+        c.child_lifetime = Duration::from_secs(100);
+    });
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (a, b) = p.assert_up();
+    p.drive(Duration::from_secs(99));
+    assert_eq!(count_expired(&p.i_events), (0, 0));
+    p.drive(Duration::from_secs(102));
+    // Both sides expire it at 100 s; each reports it expired and deleted exactly once.
+    for (ev, c) in [(&p.i_events, &a), (&p.r_events, &b)] {
+        let pos_exp = ev
+            .iter()
+            .position(|e| matches!(e, Event::ChildSaExpired { local_spi, .. } if *local_spi == c.local_spi))
+            .expect("expired");
+        let pos_del = ev
+            .iter()
+            .position(|e| matches!(e, Event::ChildSaDeleted { local_spi, .. } if *local_spi == c.local_spi))
+            .expect("deleted");
+        assert!(pos_del > pos_exp);
+        assert_eq!(
+            Pair::count(ev, |e| matches!(e, Event::ChildSaDeleted { .. })),
+            1
+        );
+    }
+    assert!(p.i.ike_sas()[0].children.is_empty());
+    assert!(p.r.ike_sas()[0].children.is_empty());
+    assert!(
+        p.i.is_established() && p.r.is_established(),
+        "the IKE SA stays"
+    );
+}
+
+#[test]
+fn ike_sa_not_rekeyed_is_deleted_at_its_hard_lifetime() {
+    let mut p = pair_with(|c| {
+        c.ike_rekey_time = None;
+        c.ike_lifetime = Duration::from_secs(300);
+    });
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+    p.drive(Duration::from_secs(299));
+    assert!(p.i.is_established() && p.r.is_established());
+    p.drive(Duration::from_secs(330));
+    for ev in [&p.i_events, &p.r_events] {
+        assert_eq!(count_expired(ev).1, 1, "{ev:?}");
+        assert_eq!(
+            Pair::count(ev, |e| matches!(e, Event::IkeSaDeleted { .. })),
+            1,
+            "{ev:?}"
+        );
+        assert_eq!(
+            Pair::count(ev, |e| matches!(e, Event::ChildSaDeleted { .. })),
+            1,
+            "{ev:?}"
+        );
+    }
+    assert!(p.i.ike_sas().is_empty() && p.r.ike_sas().is_empty());
+    assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+}
+
+#[test]
+fn rekeys_are_jittered_and_happen_before_the_hard_lifetime() {
+    let mut p = pair_with(|c| {
+        c.child_lifetime = Duration::from_secs(1000);
+        c.child_rekey_time = Some(Duration::from_secs(100));
+        c.child_rekey_jitter = Duration::from_secs(40);
+    });
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+    // Step through 2,000 s and note when each new Child SA appears.
+    let mut times = Vec::new();
+    let mut seen = 1;
+    for s in 2..2000 {
+        p.drive(Duration::from_secs(s));
+        let n = Pair::children(&p.i_events).len();
+        if n > seen {
+            times.push(s);
+            seen = n;
+        }
+    }
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.len() > 15, "{times:?}");
+    assert!(gaps.iter().all(|g| (59..=101).contains(g)), "{gaps:?}");
+    let distinct: std::collections::BTreeSet<_> = gaps.iter().collect();
+    assert!(distinct.len() > 5, "jitter varies the interval: {gaps:?}");
+    assert_eq!(count_expired(&p.i_events), (0, 0));
+    assert_eq!(count_expired(&p.r_events), (0, 0));
+    assert_eq!(p.i.ike_sas()[0].children.len(), 1);
+    assert_eq!(p.r.ike_sas()[0].children.len(), 1);
+}
+
+#[test]
+fn daemon_reported_soft_and_hard_limits() {
+    let mut p = pair_with(|c| {
+        // Azure: 27,000 s and 102,400,000 KB for Child SAs, 28,800 s for the IKE SA.
+        c.child_lifetime = Duration::from_secs(27_000);
+        c.ike_lifetime = Duration::from_secs(28_800);
+        c.child_life_bytes = Some(102_400_000 * 1024);
+    });
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (a, _) = p.assert_up();
+    let lt = a.esp_lifetime;
+    assert_eq!(lt.hard.bytes, Some(104_857_600_000));
+    assert_eq!(lt.soft.bytes, Some(94_371_840_000));
+    assert_eq!((lt.hard.packets, lt.soft.packets), (None, None));
+    assert_eq!(a.lifetime, Duration::from_secs(27_000));
+    // Soft: a rekey (make-before-break); reporting it twice starts only one.
+    assert!(p.i.child_sa_soft_expired(p.now, a.local_spi));
+    assert!(p.i.child_sa_soft_expired(p.now, a.local_spi));
+    assert!(!p.i.child_sa_soft_expired(p.now, 12345));
+    p.drive(Duration::from_secs(3));
+    let (a2, b2) = assert_crossed(&p, 1);
+    assert_eq!(a2.replaces, Some(a.local_spi));
+    assert_eq!(Pair::children(&p.i_events).len(), 2);
+    assert_eq!(
+        p.i.ike_sas()[0].children,
+        vec![(a2.local_spi, a2.remote_spi)]
+    );
+    // Hard: deleted at once on our side, and on the peer's after its Delete.
+    assert!(p.r.child_sa_hard_expired(p.now, b2.local_spi));
+    assert!(!p.r.child_sa_hard_expired(p.now, b2.local_spi));
+    p.collect();
+    assert!(p.r_events.iter().any(
+        |e| matches!(e, Event::ChildSaExpired { local_spi, .. } if *local_spi == b2.local_spi)
+    ));
+    p.drive(Duration::from_secs(5));
+    assert!(p.i_events.iter().any(
+        |e| matches!(e, Event::ChildSaDeleted { local_spi, .. } if *local_spi == a2.local_spi)
+    ));
+    assert!(p.i.ike_sas()[0].children.is_empty());
+    assert!(p.r.ike_sas()[0].children.is_empty());
+    assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+}
+
+#[test]
+fn simultaneous_ike_rekeys_leave_one_ike_sa_with_the_child() {
+    for seed in 0..8u64 {
+        let mut p = pair_with(|_| {});
+        p.i = Endpoint::new(p.i.config().clone(), Box::new(TestRng::new(40 + seed)));
+        p.i.initiate(p.now);
+        p.drive(Duration::from_secs(1));
+        let (a, b) = p.assert_up();
+        // Both rekey the IKE SA at the same moment (RFC 7296 §2.8.2).
+        p.i.rekey_ike(p.now);
+        p.r.rekey_ike(p.now);
+        p.drive(Duration::from_secs(100));
+        let (si, sr) = (p.i.ike_sas(), p.r.ike_sas());
+        assert_eq!(si.len(), 1, "seed {seed}: {:?}", p.i_events);
+        assert_eq!(sr.len(), 1, "seed {seed}: {:?}", p.r_events);
+        assert_eq!((si[0].spi_i, si[0].spi_r), (sr[0].spi_i, sr[0].spi_r));
+        assert_eq!(si[0].children, vec![(a.local_spi, a.remote_spi)]);
+        assert_eq!(sr[0].children, vec![(b.local_spi, b.remote_spi)]);
+        // One rekey reported on each side, to the surviving IKE SA; nothing deleted.
+        for ev in [&p.i_events, &p.r_events] {
+            let r = rekeyed(ev);
+            assert_eq!(r.len(), 1, "seed {seed}: {ev:?}");
+            assert_eq!((r[0].2, r[0].3), (si[0].spi_i, si[0].spi_r));
+            assert_eq!(
+                Pair::count(ev, |e| matches!(
+                    e,
+                    Event::IkeSaDeleted { .. } | Event::ChildSaDeleted { .. }
+                )),
+                0
+            );
+        }
+        assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+        // The survivor works: a Child SA rekey over it.
+        assert!(p.r.rekey_child(p.now, b.local_spi));
+        p.drive(Duration::from_secs(110));
+        assert_crossed(&p, 1);
+    }
+}
+
+fn nat_pair() -> Pair {
+    let ic = config(
+        I_ADDR,
+        R_ADDR,
+        "s",
+        &["aes256-sha256-x25519"],
+        &["aes256gcm16"],
+    );
+    let rc = config(
+        R_ADDR,
+        "203.0.113.9:500",
+        "s",
+        &["aes256-sha256-x25519"],
+        &["aes256gcm16"],
+    );
+    let mut p = Pair::new(ic, rc);
+    p.nat_public = Some(addr("203.0.113.9:40000"));
+    p
+}
+
+#[test]
+fn the_side_behind_a_nat_sends_keepalives_every_20_s() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let mut p = nat_pair();
+    let seen: Rc<RefCell<Vec<(bool, Transmit)>>> = Rc::default();
+    let s2 = seen.clone();
+    p.fate = Box::new(move |_, t| {
+        s2.borrow_mut()
+            .push((t.src.ip() == addr(I_ADDR).ip(), t.clone()));
+        Fate::Deliver
+    });
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+    seen.borrow_mut().clear();
+    p.drive(Duration::from_secs(101));
+    let seen = seen.borrow();
+    let from_i: Vec<_> = seen.iter().filter(|(i, _)| *i).map(|(_, t)| t).collect();
+    // 20, 40, 60, 80, 100 s: only keepalives, from the initiator (behind the NAT).
+    assert_eq!(from_i.len(), 5, "{seen:?}");
+    for t in &from_i {
+        assert!(t.is_nat_keepalive());
+        assert_eq!(t.payload, vec![0xff]);
+        assert!(!t.needs_non_esp_marker());
+        assert_eq!((t.src.port(), t.dst.port()), (4500, 4500));
+    }
+    assert!(seen.iter().all(|(i, _)| *i), "the responder sends none");
+    assert!(Pair::failures(&p.r_events).is_empty());
+}
+
+#[test]
+fn no_keepalives_without_nat_or_when_disabled() {
+    let mut p = pair_with(|_| {});
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+    let before = p.sent;
+    p.drive(Duration::from_secs(200));
+    assert_eq!(p.sent, before);
+    let mut p = nat_pair();
+    p.i = Endpoint::new(
+        {
+            let mut c = p.i.config().clone();
+            c.nat_keepalive = None;
+            c
+        },
+        Box::new(TestRng::new(1)),
+    );
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+    let before = p.sent;
+    p.drive(Duration::from_secs(200));
+    assert_eq!(p.sent, before);
+}
+
+#[test]
+fn a_nat_rebinding_is_followed_and_reported() {
+    let mut p = nat_pair();
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (a, b) = p.assert_up();
+    assert_eq!(b.remote_addr, addr("203.0.113.9:40001"));
+    // The NAT forgets the mapping and picks another port; the next IKE message (a
+    // liveness check) comes from there.
+    p.nat_public = Some(addr("203.0.113.9:51000"));
+    p.i.check_liveness(p.now);
+    p.drive(Duration::from_secs(2));
+    let moved: Vec<_> = p
+        .r_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PeerAddressChanged {
+                remote_addr,
+                children,
+                ..
+            } => Some((*remote_addr, children.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        moved,
+        vec![(addr("203.0.113.9:51001"), vec![(b.local_spi, b.remote_spi)])]
+    );
+    assert_eq!(p.r.ike_sas()[0].remote_addr, addr("203.0.113.9:51001"));
+    // Everything goes on over the new mapping: a Child SA rekey from the responder,
+    // whose new Child SA carries the new address.
+    assert!(p.r.rekey_child(p.now, b.local_spi));
+    p.drive(Duration::from_secs(4));
+    let (_, b2) = assert_crossed(&p, 1);
+    assert_eq!(b2.remote_addr, addr("203.0.113.9:51001"));
+    // The initiator saw no change of its peer's address.
+    assert!(!p
+        .i_events
+        .iter()
+        .any(|e| matches!(e, Event::PeerAddressChanged { .. })));
+    assert_eq!(a.remote_addr, p.i.ike_sas()[0].remote_addr);
+    assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+}
+
+/// The peer goes silent at 50 s; returns the pair and when the initiator declared it dead.
+fn dead_peer(action: ikev2::DpdAction) -> (Pair, Duration) {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    // Only the initiator runs DPD.
+    let mut p = pair_with(|c| {
+        if c.local_addr == addr(I_ADDR) {
+            c.dpd_delay = Some(Duration::from_secs(30));
+            c.dpd_action = action;
+        }
+    });
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+    p.drive(Duration::from_secs(50));
+    let dead = Rc::new(Cell::new(true));
+    let d2 = dead.clone();
+    p.fate = Box::new(move |_, _| if d2.get() { Fate::Drop } else { Fate::Deliver });
+    let mut when = None;
+    for s in 51..400 {
+        p.drive(Duration::from_secs(s));
+        if when.is_none()
+            && p.i_events
+                .iter()
+                .any(|e| matches!(e, Event::DeadPeer { .. }))
+        {
+            when = Some(Duration::from_secs(s));
+            dead.set(false);
+        }
+    }
+    (p, when.expect("dead peer detected"))
+}
+
+#[test]
+fn dead_peer_clear_deletes_everything_and_says_why() {
+    let (p, when) = dead_peer(ikev2::DpdAction::Clear);
+    // Last heard at ~31 s (a check), silence from 50 s, the next check at ~61 s, then 5
+    // retransmissions (4 s × 1.8ⁿ) ≈ 165 s more.
+    assert!(
+        (Duration::from_secs(200)..Duration::from_secs(260)).contains(&when),
+        "{when:?}"
+    );
+    let pos = |f: &dyn Fn(&Event) -> bool| p.i_events.iter().position(f).unwrap();
+    let dp = pos(
+        &|e| matches!(e, Event::DeadPeer { action: ikev2::DpdAction::Clear, silent_for, .. } if *silent_for > Duration::from_secs(150)),
+    );
+    let cd = pos(&|e| matches!(e, Event::ChildSaDeleted { .. }));
+    let id = pos(&|e| matches!(e, Event::IkeSaDeleted { .. }));
+    let f = pos(&|e| matches!(e, Event::Failed(FailReason::PeerUnreachable { .. })));
+    assert!(dp < cd && cd < id && id < f, "{:?}", p.i_events);
+    assert!(p.i.ike_sas().is_empty(), "nothing re-initiated");
+}
+
+#[test]
+fn dead_peer_trap_deletes_and_waits() {
+    let (p, _) = dead_peer(ikev2::DpdAction::Trap);
+    assert!(p.i_events.iter().any(|e| matches!(
+        e,
+        Event::DeadPeer {
+            action: ikev2::DpdAction::Trap,
+            ..
+        }
+    )));
+    assert!(p.i.ike_sas().is_empty());
+}
+
+#[test]
+fn dead_peer_restart_reinitiates_and_comes_back_up() {
+    let (p, _) = dead_peer(ikev2::DpdAction::Restart);
+    // The peer came back right after the detection: a new IKE SA and Child SA.
+    assert_eq!(
+        Pair::count(&p.i_events, |e| matches!(e, Event::IkeSaEstablished { .. })),
+        2,
+        "{:?}",
+        p.i_events
+    );
+    assert!(p.i.is_established());
+    assert_eq!(p.i.ike_sas().len(), 1);
+    assert_crossed_last(&p);
+    // The responder dropped its stale IKE SA (INITIAL_CONTACT).
+    assert_eq!(p.r.ike_sas().len(), 1, "{:?}", p.r_events);
+}
+
+fn is_fragment(t: &Transmit) -> bool {
+    t.payload.get(16) == Some(&53)
+}
+
+fn fragmenting_pair(
+    size: usize,
+    i_frag: bool,
+) -> (Pair, std::rc::Rc<std::cell::RefCell<Vec<Transmit>>>) {
+    let mut p = pair_with(|c| {
+        c.fragment_size = size;
+        c.esp_proposals = parse_esp_proposals(&["aes256gcm16-modp2048"]).unwrap();
+        if c.local_addr == addr(I_ADDR) {
+            c.fragmentation = i_frag;
+        }
+    });
+    let seen: std::rc::Rc<std::cell::RefCell<Vec<Transmit>>> = Default::default();
+    let s2 = seen.clone();
+    p.fate = Box::new(move |_, t| {
+        s2.borrow_mut().push(t.clone());
+        Fate::Deliver
+    });
+    (p, seen)
+}
+
+#[test]
+fn large_messages_are_fragmented_and_reassembled() {
+    let (mut p, seen) = fragmenting_pair(200, true);
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (a, b) = p.assert_up();
+    {
+        let seen = seen.borrow();
+        let frags: Vec<_> = seen.iter().filter(|t| is_fragment(t)).collect();
+        // IKE_AUTH request and response, each in at least two fragments, none too long
+        // (200 − 20 IP − 8 UDP).
+        assert!(frags.len() >= 4, "{} fragments", frags.len());
+        assert!(frags.iter().all(|t| t.payload.len() <= 172));
+        assert!(frags.iter().any(|t| t.dst == addr(R_ADDR)));
+        assert!(frags.iter().any(|t| t.dst == addr(I_ADDR)));
+        // IKE_SA_INIT is never fragmented.
+        assert!(!is_fragment(&seen[0]) && !is_fragment(&seen[1]));
+    }
+    // A Child SA rekey with PFS (a 256-byte MODP-2048 KE payload each way).
+    seen.borrow_mut().clear();
+    assert!(p.i.rekey_child(p.now, a.local_spi));
+    p.drive(Duration::from_secs(3));
+    let (a2, _) = assert_crossed(&p, 1);
+    assert_eq!(a2.replaces, Some(a.local_spi));
+    assert!(seen.borrow().iter().filter(|t| is_fragment(t)).count() >= 4);
+    assert_eq!(p.r.ike_sas()[0].children.len(), 1, "{b:?}");
+    assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+}
+
+#[test]
+fn a_lost_or_duplicated_fragment_is_recovered() {
+    for n in 2..6 {
+        for fate in [Fate::Drop, Fate::Duplicate] {
+            let (mut p, _) = fragmenting_pair(200, true);
+            p.fate = Box::new(move |k, _| if k == n { fate } else { Fate::Deliver });
+            p.i.initiate(p.now);
+            p.drive(Duration::from_secs(30));
+            p.assert_up();
+        }
+    }
+}
+
+#[test]
+fn no_fragments_unless_both_support_them() {
+    let (mut p, seen) = fragmenting_pair(200, false);
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    p.assert_up();
+    assert!(!seen.borrow().iter().any(is_fragment));
+    assert!(seen.borrow().iter().any(|t| t.payload.len() > 172));
 }

@@ -9,7 +9,7 @@ use dataplane::counters::CountersSnapshot;
 use dataplane::netns::NetNs;
 use dataplane::sa::{Encap, InboundSa, OutboundSa};
 use dataplane::tun::TunConfig;
-use dataplane::worker::{Dataplane, IkeSink, TunnelConfig};
+use dataplane::worker::{Dataplane, DataplaneOptions, IkeSink, TunnelConfig};
 use esp::{Direction, Sa, SaParams, Suite};
 use ipnet::IpNet;
 
@@ -36,6 +36,13 @@ pub enum Cmd {
     Stop,
 }
 
+thread_local! {
+    /// Options for the dataplanes of the next [`Lab`]s started on this thread (`None`:
+    /// [`DataplaneOptions::from_env`]).
+    pub static DP_OPTS: std::cell::Cell<Option<DataplaneOptions>> =
+        const { std::cell::Cell::new(None) };
+}
+
 pub struct Side {
     pub cmd: mpsc::Sender<Cmd>,
     pub done: std::thread::JoinHandle<std::io::Result<(CountersSnapshot, CountersSnapshot)>>,
@@ -60,12 +67,13 @@ pub fn start_side(
 ) -> Side {
     let (cmd_tx, cmd_rx) = mpsc::channel();
     let (ready_tx, ready_rx) = mpsc::channel();
+    let opts = DP_OPTS.get().unwrap_or_else(DataplaneOptions::from_env);
     let done = ns
         .spawn(move || {
             let sink: IkeSink = Arc::new(move |d| {
                 ike_seen.lock().unwrap().push(d.msg.to_vec());
             });
-            let dp = Dataplane::new(sink);
+            let dp = Dataplane::with_options(sink, opts);
             dp.open_endpoint(SocketAddr::new(outer, 4500))?;
             let tunnel = dp.add_tunnel(TunnelConfig {
                 tun: TunConfig {

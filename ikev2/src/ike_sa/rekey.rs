@@ -6,7 +6,7 @@ use super::*;
 /// Our outstanding CREATE_CHILD_SA request that rekeys a Child SA.
 pub(in crate::ike_sa) struct ChildReq {
     /// Our inbound SPI of the Child SA being replaced.
-    old_spi: u32,
+    pub(in crate::ike_sa) old_spi: u32,
     new_spi: u32,
     ni: Vec<u8>,
     dh: Option<DhPrivateKey>,
@@ -33,6 +33,14 @@ fn esp_notify(t: NotifyType, spi: u32) -> Payload {
     })
 }
 
+/// The peer's IKE SA rekey that collided with ours: its new IKE SA, kept aside until our
+/// exchange decides which one survives.
+pub(in crate::ike_sa) struct IkeCollision {
+    sa: Box<IkeSa>,
+    /// The lowest nonce of the peer's exchange.
+    min_nonce: Vec<u8>,
+}
+
 /// Our outstanding IKE SA rekey.
 pub(in crate::ike_sa) struct IkeReq {
     spi_i: u64,
@@ -41,18 +49,30 @@ pub(in crate::ike_sa) struct IkeReq {
 }
 
 /// When a new IKE SA should be rekeyed (the IKE responder waits 5 % longer).
-pub(in crate::ike_sa) fn ike_rekey_at(ctx: &Ctx<'_>, initiator: bool) -> Option<Instant> {
+pub(in crate::ike_sa) fn ike_rekey_at(ctx: &mut Ctx<'_>, initiator: bool) -> Option<Instant> {
     ctx.config.ike_rekey_time.map(|t| {
         // Never later than 90 % of the lifetime, whatever was configured.
         let t = t.min(scale(ctx.config.ike_lifetime, 0.9));
-        at(ctx.now, if initiator { t } else { scale(t, 1.05) })
+        let t = if initiator { t } else { scale(t, 1.05) };
+        at(
+            ctx.now,
+            super::lifetime::jittered(ctx.rng, t, ctx.config.ike_rekey_jitter),
+        )
     })
 }
 
 /// How long a rekeyed (replaced) IKE SA waits for the peer's Delete before it is dropped.
 const REKEYED_LINGER: std::time::Duration = std::time::Duration::from_secs(60);
-/// Retry delay after a rekey the peer refused temporarily (e.g. a collision).
+/// Retry delay after a rekey the peer refused temporarily (e.g. a collision): a random
+/// time up to this long (at least a third of it), so that two peers retrying do not
+/// collide again.
 const REKEY_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// When to retry a refused rekey.
+fn retry_at(ctx: &mut Ctx<'_>) -> Instant {
+    let d = super::lifetime::jittered(ctx.rng, REKEY_RETRY, REKEY_RETRY * 2 / 3);
+    at(ctx.now, d)
+}
 
 impl IkeSa {
     // ===== responder =====
@@ -71,6 +91,11 @@ impl IkeSa {
         }
         if sa.iter().any(|p| p.protocol == ProtocolId::IKE) {
             return self.respond_ike_rekey(ctx, inner);
+        }
+        // RFC 7296 §2.25.2: no Child SA changes while we rekey the IKE SA (they would be
+        // made on the IKE SA that is about to go away).
+        if self.ike_req.is_some() {
+            return vec![notify(NotifyType::TEMPORARY_FAILURE, Vec::new())];
         }
         let cfg = ctx.config;
         // 1. The Child SA being rekeyed: REKEY_SA carries the sender's inbound SPI.
@@ -170,6 +195,12 @@ impl IkeSa {
                 g_ir: g_ir.as_ref(),
                 ni,
                 nr: &nr,
+                replaces: rekeyed.flatten().and_then(|s| {
+                    self.children
+                        .iter()
+                        .find(|c| c.remote_spi == s)
+                        .map(|c| c.local_spi)
+                }),
             },
         );
         // Rekey collision (RFC 7296 §2.8.1): both sides rekeyed the same Child SA. The
@@ -187,18 +218,43 @@ impl IkeSa {
                 .as_mut()
                 .filter(|r| Some(r.old_spi) == old_local)
             {
-                req.collision = Some(theirs);
-            } else if let Some((old, new, ours)) = &self.recent_rekey {
+                req.collision = Some(theirs.clone());
+            } else {
+                // Remember it: should we rekey the same Child SA ourselves before the
+                // peer deletes it (its exchange may be slow), that is a collision too.
+                if let Some(old) = old_local {
+                    self.peer_rekeyed.push_back((old, theirs.clone()));
+                    if self.peer_rekeyed.len() > 8 {
+                        self.peer_rekeyed.pop_front();
+                    }
+                }
+            }
+            if let Some((old, new, ours)) = self.recent_rekey.as_ref().filter(|_| {
+                self.child_req
+                    .as_ref()
+                    .is_none_or(|r| Some(r.old_spi) != old_local)
+            }) {
                 if Some(*old) == old_local && *ours < theirs {
-                    self.queued.push_back(ReqKind::DeleteChild(vec![*new]));
-                    self.flush_queue(ctx);
+                    // Our new Child SA is redundant, but we already deleted the old one:
+                    // give the peer time to complete its exchange (our answer may be lost
+                    // or overtaken) before its only other Child SA goes.
+                    let grace = (0..3).map(|n| cfg.retransmit_delay(n)).sum();
+                    let new = *new;
+                    if let Some(c) = self.children.iter_mut().find(|c| c.local_spi == new) {
+                        c.delete_at = Some(at(ctx.now, grace));
+                        c.rekey_at = None;
+                    }
                 }
             }
         }
-        // The peer deletes the old Child SA; we stop planning to rekey it.
+        // The peer deletes the old Child SA next; should its Delete never come (its
+        // exchange failed), our own schedule still rekeys it, but not before the peer had
+        // time to delete it.
         if let Some(Some(s)) = rekeyed {
+            let later = at(ctx.now, REKEY_RETRY);
             for c in self.children.iter_mut().filter(|c| c.remote_spi == s) {
-                c.rekey_at = None;
+                c.rekey_at = c.rekey_at.map(|t| t.max(later));
+                c.replaced_at = Some(ctx.now);
             }
         }
         resp
@@ -208,6 +264,15 @@ impl IkeSa {
     /// over the Child SAs; the peer then deletes this one.
     fn respond_ike_rekey(&mut self, ctx: &mut Ctx<'_>, inner: &[Payload]) -> Vec<Payload> {
         let cfg = ctx.config;
+        // RFC 7296 §2.25.2: not while we are creating, rekeying or deleting a Child SA of
+        // this IKE SA (its answer would arrive on the IKE SA being replaced).
+        let child_busy = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| matches!(p.kind, ReqKind::RekeyChild(_) | ReqKind::DeleteChild(_)));
+        if child_busy || self.child_req.is_some() {
+            return vec![notify(NotifyType::TEMPORARY_FAILURE, Vec::new())];
+        }
         let (Some(sa), Some(ke), Some(ni)) = (inner.sa(), inner.ke(), inner.nonce()) else {
             return vec![notify(NotifyType::INVALID_SYNTAX, Vec::new())];
         };
@@ -272,8 +337,17 @@ impl IkeSa {
         };
         // The peer initiated the rekey, so it is the new original initiator (§2.18);
         // it deletes this IKE SA next.
-        self.hand_over(ctx, false, (spi_i, spi_r), suite, keys, (out, inb));
-        self.state = State::Deleting;
+        let new = self.successor(ctx, false, (spi_i, spi_r), suite, keys, (out, inb));
+        if self.ike_req.is_some() {
+            // Both rekey at once (RFC 7296 §2.8.2): decided when our exchange completes.
+            self.ike_collision = Some(IkeCollision {
+                sa: Box::new(new),
+                min_nonce: min_nonce(ni, &nr),
+            });
+        } else {
+            self.adopt(ctx, new);
+            self.state = State::Deleting;
+        }
         vec![
             Payload::Sa(vec![suite
                 .to_proposal()
@@ -286,21 +360,24 @@ impl IkeSa {
         ]
     }
 
-    /// Moves everything to the new IKE SA made by a rekey (spawned for the endpoint to
-    /// adopt) and marks this one as replaced.
-    fn hand_over(
-        &mut self,
+    /// The new IKE SA made by a rekey: established, without Child SAs yet.
+    fn successor(
+        &self,
         ctx: &mut Ctx<'_>,
         we_initiated: bool,
         (spi_i, spi_r): (u64, u64),
         suite: IkeSuite,
         keys: IkeKeys,
         (out, inb): (SkCipher, SkCipher),
-    ) {
+    ) -> IkeSa {
         let mut new = IkeSa::blank(ctx, we_initiated, spi_i, self.local, self.remote);
         new.spi_r = spi_r;
         new.state = State::Established;
         new.nat = self.nat;
+        new.nat_here = self.nat_here;
+        new.nat_there = self.nat_there;
+        new.frag_ok = self.frag_ok;
+        new.keepalive_at = new.keepalive_interval(ctx).map(|d| at(ctx.now, d));
         new.ke_group = suite.dh;
         new.suite = Some(suite);
         new.keys = Some(keys);
@@ -309,19 +386,51 @@ impl IkeSa {
         new.peer_id = self.peer_id.clone();
         new.established_at = Some(ctx.now);
         new.ike_rekey_at = ike_rekey_at(ctx, we_initiated);
+        new.ike_expires_at = Some(at(ctx.now, ctx.config.ike_lifetime));
+        new
+    }
+
+    /// Moves everything to `new` (spawned for the endpoint to adopt) and marks this IKE
+    /// SA as replaced.
+    fn adopt(&mut self, ctx: &mut Ctx<'_>, mut new: IkeSa) {
         new.children = std::mem::take(&mut self.children);
         ctx.events.push_back(Event::IkeSaRekeyed {
             old_spi_i: self.spi_i,
             old_spi_r: self.spi_r,
-            spi_i,
-            spi_r,
-            suite,
+            spi_i: new.spi_i,
+            spi_r: new.spi_r,
+            suite: new.suite.unwrap_or(self.suite.unwrap_or(IkeSuite {
+                encr: proposal::Encr::AesGcm16 { key_bits: 256 },
+                integ: None,
+                prf: crate::crypto::Prf::HmacSha256,
+                dh: DhGroup::Curve25519,
+            })),
         });
-        self.spawned = Some(Box::new(new));
+        // Child SA work queued on this IKE SA continues on the new one.
+        new.queued = self
+            .queued
+            .drain(..)
+            .filter(|k| matches!(k, ReqKind::RekeyChild(_) | ReqKind::DeleteChild(_)))
+            .collect();
+        self.spawned.push(new);
+        self.mark_replaced(ctx);
+        self.ike_collision = None;
+    }
+
+    /// This IKE SA is replaced (or redundant): it makes no more requests, reports nothing
+    /// when it goes, and is forgotten after a while if the peer does not delete it.
+    fn mark_replaced(&mut self, ctx: &Ctx<'_>) {
         self.rekeyed = true;
-        self.queued.clear();
         self.ike_rekey_at = None;
         self.half_open_until = Some(at(ctx.now, REKEYED_LINGER));
+    }
+
+    /// A Delete of this IKE SA while the peer's colliding rekey is stored: the peer's new
+    /// IKE SA won (RFC 7296 §2.8.2); move to it before this one goes.
+    pub(in crate::ike_sa) fn adopt_collision_winner(&mut self, ctx: &mut Ctx<'_>) {
+        if let Some(c) = self.ike_collision.take() {
+            self.adopt(ctx, *c.sa);
+        }
     }
 
     // ===== initiator =====
@@ -383,6 +492,13 @@ impl IkeSa {
         };
         let cfg = ctx.config;
         if let Some(n) = inner.error_notify() {
+            if self.ike_collision.is_some() {
+                // Ours failed, the peer's colliding rekey stands; the peer deletes this
+                // IKE SA.
+                self.adopt_collision_winner(ctx);
+                self.state = State::Deleting;
+                return;
+            }
             let want = <[u8; 2]>::try_from(n.data.as_slice())
                 .ok()
                 .map(u16::from_be_bytes)
@@ -393,7 +509,7 @@ impl IkeSa {
                     self.queued.push_back(ReqKind::RekeyIke);
                 }
                 (NotifyType::TEMPORARY_FAILURE, _) => {
-                    self.ike_rekey_at = Some(at(ctx.now, REKEY_RETRY));
+                    self.ike_rekey_at = Some(retry_at(ctx));
                 }
                 (t, _) => {
                     ctx.events
@@ -455,9 +571,30 @@ impl IkeSa {
                 return;
             }
         };
-        self.hand_over(ctx, true, (req.spi_i, spi_r), suite, keys, ciphers);
-        // RFC 7296 §2.18: the rekey initiator deletes the old IKE SA.
-        self.start_delete_ike(ctx);
+        let mut ours = self.successor(ctx, true, (req.spi_i, spi_r), suite, keys, ciphers);
+        match self.ike_collision.take() {
+            // RFC 7296 §2.8.2: of two IKE SAs made by simultaneous rekeys, the one whose
+            // exchange had the lowest of the four nonces is redundant and deleted by its
+            // initiator; the winner's initiator deletes the old IKE SA.
+            Some(theirs) if min_nonce(&req.ni, nr) < theirs.min_nonce => {
+                ours.mark_replaced(ctx);
+                ours.start_delete_ike(ctx);
+                self.spawned.push(ours);
+                self.adopt(ctx, *theirs.sa);
+            }
+            Some(theirs) => {
+                let mut redundant = *theirs.sa;
+                redundant.mark_replaced(ctx);
+                self.spawned.push(redundant);
+                self.adopt(ctx, ours);
+                self.start_delete_ike(ctx);
+            }
+            None => {
+                self.adopt(ctx, ours);
+                // RFC 7296 §2.18: the rekey initiator deletes the old IKE SA.
+                self.start_delete_ike(ctx);
+            }
+        }
     }
 
     /// Queues a rekey of one Child SA (by our inbound SPI). False if there is no such
@@ -483,6 +620,19 @@ impl IkeSa {
         if self.ike_rekey_at.is_some_and(|t| ctx.now >= t) {
             self.rekey_ike(ctx);
         }
+        let redundant: Vec<u32> = self
+            .children
+            .iter_mut()
+            .filter(|c| c.delete_at.is_some_and(|t| ctx.now >= t))
+            .map(|c| {
+                c.delete_at = None;
+                c.local_spi
+            })
+            .collect();
+        if !redundant.is_empty() {
+            self.queued.push_back(ReqKind::DeleteChild(redundant));
+            self.flush_queue(ctx);
+        }
         let due: Vec<u32> = self
             .children
             .iter()
@@ -503,9 +653,18 @@ impl IkeSa {
     ) -> Option<Vec<Payload>> {
         let c = self
             .children
-            .iter()
-            .find(|c| c.local_spi == old_spi)?
-            .clone();
+            .iter_mut()
+            .find(|c| c.local_spi == old_spi)?;
+        // The peer rekeyed it a moment ago (our rekey was still queued): it deletes it
+        // next. Should it not, our schedule tries again later.
+        if let Some(t) = c.replaced_at {
+            let later = at(t, REKEY_RETRY);
+            if ctx.now < later {
+                c.rekey_at = Some(later);
+                return None;
+            }
+        }
+        let c = c.clone();
         let cfg = ctx.config;
         let new_spi = random_u32(ctx.rng);
         let mut ni = vec![0u8; NONCE_LEN];
@@ -559,11 +718,28 @@ impl IkeSa {
         };
         let cfg = ctx.config;
         let retry_later = |sa: &mut IkeSa, ctx: &mut Ctx<'_>| {
+            let t = retry_at(ctx);
             if let Some(c) = sa.children.iter_mut().find(|c| c.local_spi == req.old_spi) {
-                c.rekey_at = Some(at(ctx.now, REKEY_RETRY));
+                c.rekey_at = Some(t);
             }
         };
         if let Some(n) = inner.error_notify() {
+            if n.notify_type == NotifyType::CHILD_SA_NOT_FOUND {
+                // The peer no longer has it (its own rekey or Delete crossed ours): it is
+                // gone; nothing to retry (RFC 7296 §2.25).
+                if let Some(pos) = self
+                    .children
+                    .iter()
+                    .position(|c| c.local_spi == req.old_spi)
+                {
+                    let c = self.children.remove(pos);
+                    ctx.events.push_back(Event::ChildSaDeleted {
+                        local_spi: c.local_spi,
+                        remote_spi: c.remote_spi,
+                    });
+                }
+                return;
+            }
             if n.notify_type != NotifyType::TEMPORARY_FAILURE {
                 ctx.events
                     .push_back(Event::Failed(fail_for_notify(n.notify_type, "ESP")));
@@ -635,14 +811,35 @@ impl IkeSa {
                 g_ir: g_ir.as_ref(),
                 ni: &req.ni,
                 nr,
+                replaces: Some(req.old_spi),
             },
         );
         let ours = min_nonce(&req.ni, nr);
-        let mut delete = vec![req.old_spi];
-        if req.collision.as_ref().is_some_and(|theirs| ours < *theirs) {
-            // Our new Child SA is the redundant one of a collision.
-            delete.push(req.new_spi);
-        }
+        // The colliding exchange of the peer: one that crossed ours, or one we answered
+        // before ours started.
+        let theirs = req.collision.clone().or_else(|| {
+            self.peer_rekeyed
+                .iter()
+                .rev()
+                .find(|(old, _)| *old == req.old_spi)
+                .map(|(_, n)| n.clone())
+        });
+        let delete = if theirs.is_some_and(|theirs| ours < theirs) {
+            // Our new Child SA is the redundant one of a collision (RFC 7296 §2.8.1): we
+            // delete it; the old one is deleted by the winner's initiator when its
+            // exchange completes. Should that never happen, our schedule rekeys it.
+            let t = retry_at(ctx);
+            if let Some(c) = self
+                .children
+                .iter_mut()
+                .find(|c| c.local_spi == req.old_spi)
+            {
+                c.rekey_at = Some(t + REKEY_RETRY);
+            }
+            vec![req.new_spi]
+        } else {
+            vec![req.old_spi]
+        };
         self.recent_rekey = Some((req.old_spi, req.new_spi, ours));
         self.queued.push_back(ReqKind::DeleteChild(delete));
     }
