@@ -651,10 +651,7 @@ impl IkeSa {
         ctx: &mut Ctx<'_>,
         old_spi: u32,
     ) -> Option<Vec<Payload>> {
-        let c = self
-            .children
-            .iter_mut()
-            .find(|c| c.local_spi == old_spi)?;
+        let c = self.children.iter_mut().find(|c| c.local_spi == old_spi)?;
         // The peer rekeyed it a moment ago (our rekey was still queued): it deletes it
         // next. Should it not, our schedule tries again later.
         if let Some(t) = c.replaced_at {
