@@ -575,10 +575,19 @@ fn install_static_routes(shared: &Shared) {
                 }
             }
         }
-        for net in &t.cfg.remote_ts {
-            if net.prefix_len() == 0 && t.last_error().is_some() {
+        // A default-route selector goes in as its two /1 halves: more specific than the
+        // system's default route, so it wins without replacing it (a replaced default
+        // route would be gone after shutdown).
+        let prefixes = t.cfg.remote_ts.iter().flat_map(|n| {
+            dataplane::netlink::tunnel_prefixes(*n)
+                .into_iter()
+                .map(move |p| (*n, p))
+        });
+        for (ts, net) in prefixes {
+            if ts.prefix_len() == 0 && t.last_error().is_some() {
                 continue;
             }
+            let net = &net;
             let r = Route::dev(*net, ifindex, shared.proto, shared.table);
             let ok = match nl.replace_route(&r) {
                 Ok(()) => true,

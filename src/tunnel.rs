@@ -60,6 +60,17 @@ pub struct InstalledChild {
     pub installed: Instant,
     /// When the daemon plans to rekey.
     pub rekey_at: Option<Instant>,
+    /// Where its ESP goes (follows a NATed peer's address changes).
+    pub peer: SocketAddr,
+    /// A peer-initiated rekey's new SA: not sent on until the peer confirms it has it
+    /// installed ([`ikev2::Event::ChildSaConfirmed`], or ESP arriving on it).
+    pub deferred: bool,
+    /// We sent a Delete for it: never sent on again.
+    pub deleting: bool,
+    /// esp reported a soft byte/packet limit and the IKE engine was told (once).
+    pub soft_reported: bool,
+    /// esp reported a hard limit and the IKE engine was told (once).
+    pub hard_reported: bool,
 }
 
 /// The IKE SA as last reported.
@@ -252,6 +263,7 @@ impl TunnelRt {
         udp: bool,
         algorithms: String,
         rekey_at: Option<Instant>,
+        deferred: bool,
     ) -> std::io::Result<()> {
         let inbound = Arc::new(inbound);
         let outbound = Arc::new(outbound);
@@ -263,18 +275,18 @@ impl TunnelRt {
                 remote_ts: remote_ts.clone(),
             },
         );
-        let res = self.dp.set_outbound(Some(OutboundSa {
-            esp: outbound.clone(),
-            peer,
-            encap: if udp {
-                dataplane::Encap::Udp
-            } else {
-                dataplane::Encap::Esp
-            },
-        }));
-        if let Err(e) = res {
-            dp.remove_inbound(inbound.spi());
-            return Err(e);
+        // Make-before-break: the new inbound SA is live; the outbound slot switches now,
+        // or, for a peer-initiated rekey, once the peer confirms it has the new SA.
+        let mut info = lock(&self.info);
+        let sends_now = !deferred || self.dp.outbound_spi().is_none();
+        if sends_now {
+            if let Err(e) = self
+                .dp
+                .set_outbound(Some(outbound_sa(&outbound, peer, udp)))
+            {
+                dp.remove_inbound(inbound.spi());
+                return Err(e);
+            }
         }
         tracing::info!(
             tunnel = %self.cfg.name,
@@ -284,7 +296,6 @@ impl TunnelRt {
             encap = if udp { "udp" } else { "esp" },
             "Child SA installed"
         );
-        let mut info = lock(&self.info);
         info.children.push(InstalledChild {
             inbound,
             outbound,
@@ -294,6 +305,11 @@ impl TunnelRt {
             remote_ts: ts_strings(&remote_ts),
             installed: Instant::now(),
             rekey_at,
+            peer,
+            deferred: deferred && !sends_now,
+            deleting: false,
+            soft_reported: false,
+            hard_reported: false,
         });
         info.state = "established".into();
         Ok(())
@@ -314,23 +330,7 @@ impl TunnelRt {
         let removed = info.children.remove(pos);
         tracing::info!(tunnel = %self.cfg.name, spi_in = %hex32(local_spi), spi_out = %hex32(removed.outbound.spi()), "Child SA removed");
         if self.dp.outbound_spi() == Some(removed.outbound.spi()) {
-            let next = info.children.last().map(|c| OutboundSa {
-                esp: c.outbound.clone(),
-                peer: SocketAddr::new(
-                    self.cfg
-                        .remote_addrs
-                        .first()
-                        .copied()
-                        .unwrap_or(std::net::IpAddr::from([0u8; 4])),
-                    4500,
-                ),
-                encap: if c.udp {
-                    dataplane::Encap::Udp
-                } else {
-                    dataplane::Encap::Esp
-                },
-            });
-            let _ = self.dp.set_outbound(next);
+            self.select_outbound(&info);
         }
         if info.children.is_empty() && info.state == "established" {
             info.state = if info.ike.is_some() {
@@ -339,6 +339,47 @@ impl TunnelRt {
                 "down".into()
             };
         }
+    }
+
+    /// Point the outbound slot at the Child SA to send on: the newest one that is neither
+    /// being deleted nor waiting for the peer's confirmation; failing that the newest one
+    /// not being deleted; failing that none.
+    fn select_outbound(&self, info: &TunnelInfo) {
+        let live = info.children.iter().rev().filter(|c| !c.deleting);
+        let best = live
+            .clone()
+            .find(|c| !c.deferred)
+            .or_else(|| live.clone().next());
+        let current = self.dp.outbound_spi();
+        match best {
+            Some(c) if current == Some(c.outbound.spi()) => {}
+            Some(c) => {
+                tracing::debug!(tunnel = %self.cfg.name, spi_out = %hex32(c.outbound.spi()), "outbound switched");
+                if let Err(e) = self
+                    .dp
+                    .set_outbound(Some(outbound_sa(&c.outbound, c.peer, c.udp)))
+                {
+                    tracing::error!(tunnel = %self.cfg.name, error = %e, "switching the outbound SA failed");
+                }
+            }
+            None => {
+                let _ = self.dp.set_outbound(None);
+            }
+        }
+    }
+
+    /// Apply `f` to the Child SA whose inbound SPI is `local_spi`, then re-select the
+    /// outbound SA.
+    fn update_child(&self, local_spi: u32, f: impl FnOnce(&mut InstalledChild)) {
+        let mut info = lock(&self.info);
+        if let Some(c) = info
+            .children
+            .iter_mut()
+            .find(|c| c.inbound.spi() == local_spi)
+        {
+            f(c);
+        }
+        self.select_outbound(&info);
     }
 
     /// Remove every Child SA (shutdown, IKE SA gone).
@@ -352,6 +393,19 @@ impl TunnelRt {
         if info.state != "unavailable" {
             info.state = "down".into();
         }
+    }
+}
+
+/// The dataplane's outbound slot for an SA.
+fn outbound_sa(esp: &Arc<esp::Sa>, peer: SocketAddr, udp: bool) -> OutboundSa {
+    OutboundSa {
+        esp: esp.clone(),
+        peer,
+        encap: if udp {
+            dataplane::Encap::Udp
+        } else {
+            dataplane::Encap::Esp
+        },
     }
 }
 
@@ -395,13 +449,17 @@ pub fn ike_config(t: &config::Tunnel, psk: &config::Psk) -> ikev2::Config {
     c.child_lifetime = t.child_lifetime;
     // Rekey between the earliest and the latest time the config allows (random jitter
     // so both ends, and many tunnels, do not rekey at once).
+    // Rekey at the latest time the config allows minus a fresh random jitter per SA (the
+    // IKE engine draws it), so both ends, and many tunnels, do not rekey at once.
     let (lo, hi) = (t.child_rekey_earliest(), t.child_rekey_latest());
-    let mut r = [0u8; 8];
-    ikev2::crypto::Rng::fill(&mut ikev2::crypto::SystemRng, &mut r);
-    let frac = (u64::from_le_bytes(r) >> 11) as f64 / (1u64 << 53) as f64;
-    c.child_rekey_time = Some(lo + hi.saturating_sub(lo).mul_f64(frac));
+    c.child_rekey_time = Some(hi);
+    c.child_rekey_jitter = hi.saturating_sub(lo);
     let (lo, hi) = (t.ike_rekey_earliest(), t.ike_rekey_latest());
-    c.ike_rekey_time = Some(lo + hi.saturating_sub(lo).mul_f64(frac));
+    c.ike_rekey_time = Some(hi);
+    c.ike_rekey_jitter = hi.saturating_sub(lo);
+    c.child_life_bytes = t.child_life_bytes;
+    // Azure rekeys its Child SAs without PFS even when the policy has a PFS group.
+    c.accept_rekey_without_pfs = t.profile == config::Profile::Azure;
     c.dpd_delay = (!t.dpd_delay.is_zero()).then_some(t.dpd_delay);
     c.encap = match t.encap {
         config::Encap::Udp => ikev2::Encap::Force,
@@ -441,16 +499,12 @@ struct Driver {
 impl Driver {
     /// Send everything queued and act on every event.
     async fn flush(&mut self) {
-        while let Some(tx) = self.ep.poll_transmit() {
-            self.shared.send_ike(tx.src, tx.dst, &tx.payload).await;
-        }
+        self.transmit().await;
         while let Some(ev) = self.ep.poll_event() {
             self.event(ev);
         }
         // Events may have queued more (e.g. a Delete answer).
-        while let Some(tx) = self.ep.poll_transmit() {
-            self.shared.send_ike(tx.src, tx.dst, &tx.payload).await;
-        }
+        self.transmit().await;
         let sas = self.ep.ike_sas();
         let mut info = lock(&self.t.info);
         info.pending_ike = sas
@@ -464,6 +518,62 @@ impl Driver {
             } else {
                 "down".into()
             };
+        }
+    }
+
+    /// Send what the IKE engine queued: IKE messages, and NAT keepalives (one 0xFF byte
+    /// on port 4500, RFC 3948 §2.3, without the non-ESP marker).
+    async fn transmit(&mut self) {
+        while let Some(tx) = self.ep.poll_transmit() {
+            if tx.is_nat_keepalive() {
+                if let Err(e) = self.shared.dp.send_keepalive(tx.src.ip(), tx.dst) {
+                    tracing::debug!(tunnel = %self.t.cfg.name, error = %e, "NAT keepalive not sent");
+                }
+            } else {
+                self.shared.send_ike(tx.src, tx.dst, &tx.payload).await;
+            }
+        }
+    }
+
+    /// Once a second: deferred Child SAs that received ESP become the outbound SA; tell
+    /// the IKE engine about Child SAs whose byte/packet/sequence limits esp reached:
+    /// soft → rekey, hard → delete (once each).
+    fn check_esp_lifetimes(&mut self, now: Instant) {
+        let mut soft = Vec::new();
+        let mut hard = Vec::new();
+        {
+            let mut info = lock(&self.t.info);
+            // ESP arriving on a deferred SA proves the peer has it installed.
+            let mut confirmed = false;
+            for c in info.children.iter_mut().filter(|c| c.deferred) {
+                if c.inbound.counters().packets > 0 {
+                    c.deferred = false;
+                    confirmed = true;
+                }
+            }
+            if confirmed {
+                self.t.select_outbound(&info);
+            }
+            for c in info.children.iter_mut().filter(|c| !c.deleting) {
+                let age = now.saturating_duration_since(c.installed);
+                let worst = [c.inbound.expiry(age), c.outbound.expiry(age)];
+                let spi = c.inbound.spi();
+                if worst.contains(&esp::Expiry::Hard) && !c.hard_reported {
+                    c.hard_reported = true;
+                    hard.push(spi);
+                } else if worst.contains(&esp::Expiry::Soft) && !c.soft_reported {
+                    c.soft_reported = true;
+                    soft.push(spi);
+                }
+            }
+        }
+        for spi in soft {
+            tracing::info!(tunnel = %self.t.cfg.name, spi_in = %hex32(spi), "Child SA reached its soft byte/packet limit: rekeying");
+            self.ep.child_sa_soft_expired(now, spi);
+        }
+        for spi in hard {
+            tracing::warn!(tunnel = %self.t.cfg.name, spi_in = %hex32(spi), "Child SA reached its hard byte/packet limit: deleting");
+            self.ep.child_sa_hard_expired(now, spi);
         }
     }
 
@@ -506,6 +616,45 @@ impl Driver {
             }
             ikev2::Event::ChildSaDeleted { local_spi, .. } => {
                 self.t.remove_child(&self.shared.dp, local_spi);
+            }
+            ikev2::Event::ChildSaConfirmed { local_spi, .. } => {
+                self.t.update_child(local_spi, |c| c.deferred = false);
+            }
+            ikev2::Event::ChildSaDeleting { local_spi, .. } => {
+                self.t.update_child(local_spi, |c| c.deleting = true);
+            }
+            ikev2::Event::ChildSaExpired { local_spi, .. } => {
+                tracing::warn!(tunnel = %name, spi_in = %hex32(local_spi), "Child SA reached its hard lifetime before a rekey replaced it");
+            }
+            ikev2::Event::IkeSaExpired { spi_i, spi_r } => {
+                tracing::warn!(tunnel = %name, spi_i = %hex64(spi_i), spi_r = %hex64(spi_r), "IKE SA reached its hard lifetime before a rekey replaced it");
+            }
+            ikev2::Event::PeerAddressChanged {
+                remote_addr,
+                children,
+                ..
+            } => {
+                tracing::info!(tunnel = %name, %remote_addr, "peer moved (NAT rebinding): ESP follows");
+                let mut info = lock(&self.t.info);
+                for c in info
+                    .children
+                    .iter_mut()
+                    .filter(|c| children.iter().any(|(l, _)| *l == c.inbound.spi()))
+                {
+                    c.peer = remote_addr;
+                }
+                // Re-point the current outbound SA at the new address.
+                let _ = self.t.dp.set_outbound(None);
+                self.t.select_outbound(&info);
+            }
+            ikev2::Event::DeadPeer {
+                silent_for, action, ..
+            } => {
+                tracing::warn!(tunnel = %name, silent_for = ?silent_for, action = ?action, "peer is dead (no answer to liveness checks)");
+                self.t.set_error(format!(
+                    "dead peer: nothing heard for {}s",
+                    silent_for.as_secs()
+                ));
             }
             ikev2::Event::IkeSaDeleted { spi_i, spi_r } => {
                 tracing::info!(tunnel = %name, spi_i = %hex64(spi_i), spi_r = %hex64(spi_r), "IKE SA deleted");
@@ -562,9 +711,13 @@ impl Driver {
 
     fn install(&self, c: &ikev2::ChildSa) -> Result<(), String> {
         use esp::{Direction, SaParams};
-        let mut pin = SaParams::new(c.local_spi, Direction::Inbound, c.suite);
+        // Byte/packet limits go to esp, which reports them (polled on the tick); the
+        // IKE engine handles the time limits itself.
+        let mut pin =
+            SaParams::new(c.local_spi, Direction::Inbound, c.suite).with_lifetime(c.esp_lifetime);
         pin.esn = c.esn;
-        let mut pout = SaParams::new(c.remote_spi, Direction::Outbound, c.suite);
+        let mut pout =
+            SaParams::new(c.remote_spi, Direction::Outbound, c.suite).with_lifetime(c.esp_lifetime);
         pout.esn = c.esn;
         let inbound = esp::Sa::from_keymat(pin, c.keys_in.keymat())
             .map_err(|e| format!("inbound SA: {e}"))?;
@@ -582,6 +735,7 @@ impl Driver {
                 c.udp_encap,
                 c.child_suite.to_proposal().to_string(),
                 rekey_at,
+                c.defer_outbound,
             )
             .map_err(|e| e.to_string())
     }
@@ -704,6 +858,7 @@ pub async fn run(t: Arc<TunnelRt>, shared: Arc<Shared>, mut rx: mpsc::Receiver<T
                     d.ep.peer_alive(Instant::now());
                 }
                 esp_seen = c.packets_in;
+                d.check_esp_lifetimes(Instant::now());
                 // start_action = trap: packets routed into the tunnel without an SA.
                 let dropped = c.dropped(DropReason::NoOutboundSa);
                 let waiting = dropped > trap_seen;

@@ -4,7 +4,8 @@
 //! repetition (interleaved), median of the repetitions. Root and iperf3 needed; skips
 //! otherwise. Run: `cargo bench -p causeway-dataplane --bench tunnel_iperf`.
 //! Knobs: `TUNNEL_IPERF_REPS` (3), `TUNNEL_IPERF_SECS` (5), `TUNNEL_IPERF_TESTS`
-//! (`tcp1,udp64`), `TUNNEL_IPERF_VARIANTS` (names below, comma-separated; default all),
+//! (`tcp1,udp64`), `TUNNEL_IPERF_VARIANTS` (names below, comma-separated; default all;
+//! `all/tun-rs-gro` coalesces with tun-rs's GRO table instead of `dataplane::gro`),
 //! `TUNNEL_IPERF_ENCAP` (`udp` or `esp`).
 
 #[path = "../tests/common/mod.rs"]
@@ -18,19 +19,26 @@ use dataplane::sa::Encap;
 use dataplane::worker::DataplaneOptions;
 
 const VARIANTS: &[(&str, DataplaneOptions)] = &[
-    ("baseline", opts(false, false, false)),
-    ("gso", opts(false, true, false)),
-    ("gso+gro", opts(false, true, true)),
-    ("tun-offload", opts(true, false, false)),
-    ("offload+gso", opts(true, true, false)),
-    ("all", opts(true, true, true)),
+    ("baseline", opts(false, false, false, false)),
+    ("gso", opts(false, true, false, false)),
+    ("gso+gro", opts(false, true, true, false)),
+    ("tun-offload", opts(true, false, false, false)),
+    ("offload+gso", opts(true, true, false, false)),
+    ("all/tun-rs-gro", opts(true, true, true, true)),
+    ("all", opts(true, true, true, false)),
 ];
 
-const fn opts(tun_offload: bool, udp_gso: bool, udp_gro: bool) -> DataplaneOptions {
+const fn opts(
+    tun_offload: bool,
+    udp_gso: bool,
+    udp_gro: bool,
+    tun_rs_gro: bool,
+) -> DataplaneOptions {
     DataplaneOptions {
         tun_offload,
         udp_gso,
         udp_gro,
+        tun_rs_gro,
     }
 }
 

@@ -10,14 +10,15 @@
 //!   clamping, ICMP "fragmentation needed" / ICMPv6 "packet too big".
 //! * [`worker`]: the [`Dataplane`]: worker threads moving packets TUN ⇄ ESP ⇄ socket.
 //! * [`batch`]: `recvmmsg`/`sendmmsg`, UDP GSO sends (`UDP_SEGMENT`) and UDP GRO receives.
+//! * [`gro`]: coalescing of opened TCP/UDP packets into super-packets for an offload TUN.
 //!
 //! Performance (issue 8; [`DataplaneOptions`], all on by default, each falling back by
 //! itself when the kernel refuses it): the TUN is opened with `IFF_VNET_HDR` + TSO/USO, so
 //! one read yields a 64 KiB TCP super-packet that is split into MTU-sized packets, sealed
 //! in place and sent as one UDP GSO `sendmsg` (runs of equal-sized ESP datagrams); the
 //! receive socket has `UDP_GRO` (one buffer of many ESP datagrams, split by the segment
-//! size) and opened packets of one flow are coalesced (GRO) into super-packets before one
-//! TUN write. `CAUSEWAY_DP_TUN_OFFLOAD=0`, `CAUSEWAY_DP_UDP_GSO=0`, `CAUSEWAY_DP_UDP_GRO=0`
+//! size) and opened packets of one flow are coalesced ([`gro`]: one copy, no allocation)
+//! into super-packets before one TUN write. `CAUSEWAY_DP_TUN_OFFLOAD=0`, `CAUSEWAY_DP_UDP_GSO=0`, `CAUSEWAY_DP_UDP_GRO=0`
 //! turn the switches off for A/B runs (`benches/tunnel/run.sh`, config `cw-cw-base`).
 //! * [`netlink`]: synchronous rtnetlink: routes (batched, by protocol id), addresses,
 //!   link state, route lookups, underlay protection for forced tunneling.
@@ -52,6 +53,7 @@
 
 pub mod batch;
 pub mod counters;
+pub mod gro;
 pub mod netlink;
 pub mod netns;
 pub mod packet;

@@ -35,6 +35,7 @@ pub struct Tun {
     name: String,
     ifindex: u32,
     offload: bool,
+    uso: bool,
 }
 
 /// Bytes of the virtio-net header in front of every frame of an offload device.
@@ -97,6 +98,7 @@ impl Tun {
             Err(e) => return Err(e),
         };
         let offload = dev.tcp_gso();
+        let uso = offload && dev.udp_gso();
         let ifindex = link_index(&cfg.name)?;
         let mut nl = Netlink::new()?;
         nl.set_link(ifindex, false, Some(cfg.mtu))?;
@@ -113,6 +115,7 @@ impl Tun {
             name: cfg.name.clone(),
             ifindex,
             offload,
+            uso,
         })
     }
 
@@ -129,6 +132,11 @@ impl Tun {
     /// Whether the device has `IFF_VNET_HDR` offloads (see [`Tun::create_offload`]).
     pub fn offload(&self) -> bool {
         self.offload
+    }
+
+    /// Whether the offload device also takes UDP super-packets (USO, Linux 6.2+).
+    pub fn udp_offload(&self) -> bool {
+        self.uso
     }
 
     /// Reads one frame and splits it into packets: `bufs[i][offset..offset + sizes[i]]`

@@ -57,6 +57,9 @@ pub struct DataplaneOptions {
     pub udp_gso: bool,
     /// Receive coalesced ESP-in-UDP datagrams (`UDP_GRO`) and split them.
     pub udp_gro: bool,
+    /// Coalesce with tun-rs's GRO table instead of [`crate::gro`] (for comparison: it
+    /// copies and allocates per packet).
+    pub tun_rs_gro: bool,
 }
 
 impl Default for DataplaneOptions {
@@ -65,18 +68,21 @@ impl Default for DataplaneOptions {
             tun_offload: true,
             udp_gso: true,
             udp_gro: true,
+            tun_rs_gro: false,
         }
     }
 }
 
 impl DataplaneOptions {
-    /// Defaults, with `CAUSEWAY_DP_<SWITCH>=0` turning a switch off.
+    /// Defaults, with `CAUSEWAY_DP_<SWITCH>=0` turning a switch off
+    /// (`CAUSEWAY_DP_TUN_RS_GRO=1` turns [`DataplaneOptions::tun_rs_gro`] on).
     pub fn from_env() -> Self {
         let on = |k: &str| std::env::var(k).map_or(true, |v| v.trim() != "0");
         DataplaneOptions {
             tun_offload: on("CAUSEWAY_DP_TUN_OFFLOAD"),
             udp_gso: on("CAUSEWAY_DP_UDP_GSO"),
             udp_gro: on("CAUSEWAY_DP_UDP_GRO"),
+            tun_rs_gro: std::env::var("CAUSEWAY_DP_TUN_RS_GRO").is_ok_and(|v| v.trim() == "1"),
         }
     }
 }
@@ -422,11 +428,13 @@ impl Inner {
 const WRITE_BATCH: usize = MAX_SEGMENTS;
 
 /// Writes opened packets to their tunnel's TUN: directly on a plain device; collected and
-/// coalesced (GRO) into super-packets on an offload device, written at [`TunWriter::flush`].
+/// coalesced (GRO, [`crate::gro`]) into super-packets on an offload device, written at
+/// [`TunWriter::flush`].
 struct TunWriter {
-    /// Packet copies, each at `VNET_HDR_LEN..` (the header goes in front). Capacity for a
-    /// whole coalesced super-packet up front: tun-rs does not coalesce into a buffer that
-    /// would have to grow (and this way nothing is allocated per packet).
+    coalescer: crate::gro::Coalescer,
+    /// The tun-rs alternative ([`DataplaneOptions::tun_rs_gro`]): packet copies at
+    /// `VNET_HDR_LEN..`, capacity for a whole super-packet up front (tun-rs does not
+    /// coalesce into a buffer that would have to grow).
     bufs: Vec<Vec<u8>>,
     used: usize,
     gro: GroTable,
@@ -435,9 +443,11 @@ struct TunWriter {
 }
 
 impl TunWriter {
-    fn new() -> Self {
+    fn new(tun_rs_gro: bool) -> Self {
+        let n = if tun_rs_gro { WRITE_BATCH } else { 0 };
         TunWriter {
-            bufs: (0..WRITE_BATCH)
+            coalescer: crate::gro::Coalescer::new(if tun_rs_gro { 1 } else { WRITE_BATCH }),
+            bufs: (0..n)
                 .map(|_| Vec::with_capacity(2 * VNET_HDR_LEN + MAX_PACKET + 1))
                 .collect(),
             used: 0,
@@ -454,18 +464,27 @@ impl TunWriter {
             }
             return;
         }
-        if self.used == self.bufs.len() || self.tunnel.as_ref().is_some_and(|c| !Arc::ptr_eq(c, t))
-        {
+        let full = if self.bufs.is_empty() {
+            self.coalescer.is_full()
+        } else {
+            self.used == self.bufs.len()
+        };
+        if full || self.tunnel.as_ref().is_some_and(|c| !Arc::ptr_eq(c, t)) {
             self.flush();
         }
         if self.tunnel.is_none() {
             self.tunnel = Some(Arc::clone(t));
         }
-        let b = &mut self.bufs[self.used];
-        b.clear();
-        b.resize(VNET_HDR_LEN, 0);
-        b.extend_from_slice(pkt);
-        self.used += 1;
+        if self.bufs.is_empty() {
+            self.coalescer.set_udp(t.tun.udp_offload());
+            self.coalescer.push(pkt);
+        } else {
+            let b = &mut self.bufs[self.used];
+            b.clear();
+            b.resize(VNET_HDR_LEN, 0);
+            b.extend_from_slice(pkt);
+            self.used += 1;
+        }
         t.counters.count_in(pkt.len());
     }
 
@@ -473,6 +492,13 @@ impl TunWriter {
         let Some(t) = self.tunnel.take() else {
             return;
         };
+        if self.bufs.is_empty() {
+            let failed = self.coalescer.flush(|f| t.tun.send(f));
+            for _ in 0..failed {
+                t.counters.drop(DropReason::IoError);
+            }
+            return;
+        }
         let n = std::mem::take(&mut self.used);
         if t.tun
             .send_multiple(&mut self.gro, &mut self.bufs[..n], VNET_HDR_LEN)
@@ -489,7 +515,7 @@ fn udp_rx_loop(inner: &Inner, sock: &UdpSocket, local: SocketAddr, gro: bool) {
     } else {
         RecvBatch::new(BATCH, RX_SLOT)
     };
-    let mut w = TunWriter::new();
+    let mut w = TunWriter::new(inner.opts.tun_rs_gro);
     let mut busy = false;
     while !inner.stop.load(Ordering::Relaxed) {
         // Under load the socket is read again right away; poll only when it was drained.
@@ -543,7 +569,7 @@ fn udp_rx_loop(inner: &Inner, sock: &UdpSocket, local: SocketAddr, gro: bool) {
 
 fn raw_rx_loop(inner: &Inner, sock: &Socket, local: IpAddr) {
     let mut rb = RecvBatch::new(BATCH, RX_SLOT);
-    let mut w = TunWriter::new();
+    let mut w = TunWriter::new(inner.opts.tun_rs_gro);
     let mut busy = false;
     while !inner.stop.load(Ordering::Relaxed) {
         // Under load the socket is read again right away; poll only when it was drained.

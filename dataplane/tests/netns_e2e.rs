@@ -157,6 +157,16 @@ fn ping_and_tcp_without_offloads() {
         tun_offload: false,
         udp_gso: false,
         udp_gro: false,
+        tun_rs_gro: false,
+    }));
+    e2e(Encap::Udp);
+}
+
+#[test]
+fn ping_and_tcp_with_tun_rs_gro() {
+    common::DP_OPTS.set(Some(dataplane::worker::DataplaneOptions {
+        tun_rs_gro: true,
+        ..Default::default()
     }));
     e2e(Encap::Udp);
 }

@@ -6,6 +6,10 @@
 //!   packet through `Sa::seal` / `Sa::open` (open: a freshly sealed packet per
 //!   iteration, sealed outside the timed part).
 //!
+//! * `esp/<size>/<suite>/{esp_seal,raw_seal,esp_open,raw_open}`: ESP against the raw
+//!   `aws-lc-rs` AEAD (or AES-CBC + HMAC) on the same bytes at 64 / 512 / 1420 / 8192
+//!   bytes, back to back per size and suite (see [`esp_vs_raw`]).
+//!
 //! Run: `cargo bench -p causeway-esp --bench esp -- --warm-up-time 1 --measurement-time 2`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -151,5 +155,173 @@ fn cbc_parts(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, aead_seal, sa, cbc_parts);
+/// Suites of issue 3's benchmark table (AES-192 is implemented but not benchmarked).
+fn table_suites() -> impl Iterator<Item = Suite> {
+    Suite::all().filter(|s| s.aes_key_len() != 24)
+}
+
+/// Inner-packet sizes of the ESP-vs-raw table.
+const TABLE_SIZES: [usize; 4] = [64, 512, 1420, 8192];
+
+/// ESP `seal`/`open` against the raw `aws-lc-rs` primitive on the same bytes, one
+/// criterion group per (size, suite) so that the four measurements run back to back.
+///
+/// * `esp_seal`: `Sa::seal` of an `n`-byte inner packet (ESN on, 12-byte GCM AAD).
+/// * `raw_seal`: GCM: `LessSafeKey::seal_in_place_separate_tag` over `n` bytes with a
+///   12-byte AAD. CBC: AES-CBC encrypt of `n` bytes rounded up to 16, then HMAC over
+///   them.
+/// * `esp_open`: `Sa::open` of a freshly sealed packet (sealed outside the timed part).
+/// * `raw_open`: GCM: `open_in_place_separate_tag` of a valid ciphertext (copied in
+///   outside the timed part). CBC: HMAC verify, then AES-CBC decrypt.
+///
+/// Throughput is always counted as `n` bytes, so the ratio raw time / ESP time is the
+/// share of the raw primitive's speed ESP keeps.
+fn esp_vs_raw(c: &mut Criterion) {
+    use aws_lc_rs::{aead, cipher, hmac};
+    for size in TABLE_SIZES {
+        for suite in table_suites() {
+            let km = keymat(suite);
+            let out = Sa::from_keymat(
+                SaParams::new(1, Direction::Outbound, suite).with_esn(true),
+                &km,
+            )
+            .expect("sa");
+            let inb = Sa::from_keymat(
+                SaParams::new(1, Direction::Inbound, suite).with_esn(true),
+                &km,
+            )
+            .expect("sa");
+            let payload = MAX_HEADER_LEN..MAX_HEADER_LEN + size;
+            let mut g = c.benchmark_group(format!("esp/{size}/{suite}"));
+            g.throughput(Throughput::Bytes(size as u64));
+
+            let mut buf = vec![0x45u8; MAX_HEADER_LEN + size + MAX_TRAILER_LEN];
+            g.bench_function("esp_seal", |b| {
+                b.iter(|| black_box(out.seal(&mut buf, payload.clone(), 4).expect("seal")))
+            });
+
+            let ekey = &km[..suite.aes_key_len()];
+            match suite.integrity() {
+                None => {
+                    let alg = if suite.aes_key_len() == 16 {
+                        &aead::AES_128_GCM
+                    } else {
+                        &aead::AES_256_GCM
+                    };
+                    let k = aead::LessSafeKey::new(aead::UnboundKey::new(alg, ekey).expect("key"));
+                    let nonce = [7u8; 12];
+                    let aad = [0xC0u8, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+                    let mut raw = vec![0x45u8; size];
+                    g.bench_function("raw_seal", |b| {
+                        b.iter(|| {
+                            let tag = k
+                                .seal_in_place_separate_tag(
+                                    aead::Nonce::assume_unique_for_key(nonce),
+                                    aead::Aad::from(&aad),
+                                    &mut raw,
+                                )
+                                .expect("seal");
+                            let _ = black_box(tag);
+                        })
+                    });
+                    let mut ct = vec![0x45u8; size];
+                    let tag = k
+                        .seal_in_place_separate_tag(
+                            aead::Nonce::assume_unique_for_key(nonce),
+                            aead::Aad::from(&aad),
+                            &mut ct,
+                        )
+                        .expect("seal");
+                    esp_open_bench(&mut g, &out, &inb, &payload);
+                    g.bench_function("raw_open", |b| {
+                        b.iter_batched_ref(
+                            || ct.clone(),
+                            |ct| {
+                                k.open_in_place_separate_tag(
+                                    aead::Nonce::assume_unique_for_key(nonce),
+                                    aead::Aad::from(&aad),
+                                    tag.as_ref(),
+                                    ct,
+                                )
+                                .expect("open");
+                            },
+                            BatchSize::SmallInput,
+                        )
+                    });
+                }
+                Some(integ) => {
+                    let alg = if suite.aes_key_len() == 16 {
+                        &cipher::AES_128
+                    } else {
+                        &cipher::AES_256
+                    };
+                    let halg = match integ {
+                        esp::Integrity::HmacSha1_96 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+                        esp::Integrity::HmacSha256_128 => hmac::HMAC_SHA256,
+                        esp::Integrity::HmacSha384_192 => hmac::HMAC_SHA384,
+                        esp::Integrity::HmacSha512_256 => hmac::HMAC_SHA512,
+                    };
+                    let enc = cipher::EncryptingKey::cbc(
+                        cipher::UnboundCipherKey::new(alg, ekey).expect("key"),
+                    )
+                    .expect("key");
+                    let dec = cipher::DecryptingKey::cbc(
+                        cipher::UnboundCipherKey::new(alg, ekey).expect("key"),
+                    )
+                    .expect("key");
+                    let mk = hmac::Key::new(halg, &km[suite.aes_key_len()..]);
+                    let iv = [9u8; 16];
+                    let mut raw = vec![0x45u8; size.div_ceil(16) * 16];
+                    g.bench_function("raw_seal", |b| {
+                        b.iter(|| {
+                            enc.less_safe_encrypt(
+                                &mut raw,
+                                cipher::EncryptionContext::Iv128(iv.into()),
+                            )
+                            .expect("enc");
+                            black_box(hmac::sign(&mk, &raw));
+                        })
+                    });
+                    let tag = hmac::sign(&mk, &raw);
+                    esp_open_bench(&mut g, &out, &inb, &payload);
+                    g.bench_function("raw_open", |b| {
+                        b.iter_batched_ref(
+                            || raw.clone(),
+                            |ct| {
+                                hmac::verify(&mk, ct, tag.as_ref()).expect("verify");
+                                dec.decrypt(ct, cipher::DecryptionContext::Iv128(iv.into()))
+                                    .expect("dec");
+                            },
+                            BatchSize::SmallInput,
+                        )
+                    });
+                }
+            }
+            g.finish();
+        }
+    }
+}
+
+/// `esp_open`: opens a packet sealed (untimed) just before.
+fn esp_open_bench(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    out: &Sa,
+    inb: &Sa,
+    payload: &std::ops::Range<usize>,
+) {
+    let len = payload.len();
+    g.bench_function("esp_open", |b| {
+        b.iter_batched_ref(
+            || {
+                let mut buf = vec![0x45u8; MAX_HEADER_LEN + len + MAX_TRAILER_LEN];
+                let p = out.seal(&mut buf, payload.clone(), 4).expect("seal").packet;
+                (buf, p)
+            },
+            |(buf, p)| black_box(inb.open(buf, p.clone()).expect("open")),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, esp_vs_raw, aead_seal, sa, cbc_parts);
 criterion_main!(benches);

@@ -587,3 +587,148 @@ fn ivs_are_unique_and_cbc_ivs_unpredictable_looking() {
         }
     }
 }
+
+/// The reason `open` must give for a packet whose 32-bit sequence field reads `seq_lo`
+/// on a receiver (window `w`, highest received `top`, first subspace, `top >= w - 1`)
+/// that has received `got`, when the ICV covers a different sequence number: an
+/// independent model of RFC 4303 §3.4.3 and Appendix A2.2.
+fn expected_for_seq(seq_lo: u32, esn: bool, w: u64, top: u64, got: &HashSet<u64>) -> OpenError {
+    let seq = u64::from(seq_lo);
+    if esn && seq + w <= top {
+        // Left of the window: A2.2 places it in the next 2^32 subspace, where the ICV
+        // (which covers the high bits) fails.
+        return OpenError::Auth;
+    }
+    if seq == 0 {
+        OpenError::InvalidSequence
+    } else if seq > top {
+        OpenError::Auth
+    } else if top - seq >= w {
+        OpenError::TooOld
+    } else if got.contains(&seq) {
+        OpenError::Replayed
+    } else {
+        OpenError::Auth
+    }
+}
+
+/// Every single-bit flip of a sealed packet, for every suite with and without ESN,
+/// fails with the right reason: SPI bits → `WrongSpi`; sequence-number bits → what the
+/// replay window says (`Replayed`, `TooOld`, `InvalidSequence`) or else `Auth`; IV,
+/// ciphertext and ICV bits → `Auth`. The receiver has a window with gaps, and the
+/// flipped packets leave it untouched: the genuine packet opens afterwards, once.
+#[test]
+fn every_bit_flip_fails_with_the_right_reason() {
+    const W: u64 = 64;
+    for suite in suites() {
+        for esn in [false, true] {
+            let k = keymat(suite, 0x3C);
+            let out = Sa::from_keymat(
+                SaParams::new(SPI, Direction::Outbound, suite).with_esn(esn),
+                &k,
+            )
+            .expect("sa");
+            let inb = Sa::from_keymat(
+                SaParams::new(SPI, Direction::Inbound, suite)
+                    .with_esn(esn)
+                    .with_replay_window(W as u32),
+                &k,
+            )
+            .expect("sa");
+            let pkts: Vec<Vec<u8>> = (1..=201u64)
+                .map(|i| seal(&out, &payload(37, i as u8), 4).0)
+                .collect();
+            // Received: 100..=200 without the multiples of 3 from 138 on (gaps inside
+            // the window 137..=200).
+            let mut got = HashSet::new();
+            for seq in 100..=200u64 {
+                if seq >= 138 && seq % 3 == 0 {
+                    continue;
+                }
+                open(&inb, &pkts[seq as usize - 1]).expect("open");
+                got.insert(seq);
+            }
+            assert_eq!(inb.seq(), 200);
+            // Targets: a gap inside the window, and the next packet ahead of it.
+            for target in [150u64, 201] {
+                let pkt = &pkts[target as usize - 1];
+                let hdr = suite.header_len();
+                let icv_start = pkt.len() - suite.icv_len();
+                for bit in 0..pkt.len() * 8 {
+                    let byte = bit / 8;
+                    let mut bad = pkt.clone();
+                    bad[byte] ^= 0x80 >> (bit % 8);
+                    let expect = match byte {
+                        0..=3 => OpenError::WrongSpi,
+                        4..=7 => {
+                            let lo = u32::from_be_bytes([bad[4], bad[5], bad[6], bad[7]]);
+                            expected_for_seq(lo, esn, W, 200, &got)
+                        }
+                        _ => OpenError::Auth,
+                    };
+                    let region = match byte {
+                        0..=3 => "spi",
+                        4..=7 => "seq",
+                        b if b < hdr => "iv",
+                        b if b < icv_start => "ciphertext",
+                        _ => "icv",
+                    };
+                    assert_eq!(
+                        open(&inb, &bad).map(|(_, _, s)| s),
+                        Err(expect),
+                        "{suite} esn={esn} target={target} bit {bit} ({region})"
+                    );
+                }
+                let before = inb.counters();
+                assert_eq!(open(&inb, pkt).map(|(_, _, s)| s), Ok(target));
+                assert_eq!(open(&inb, pkt), Err(OpenError::Replayed));
+                assert_eq!(
+                    inb.counters().dropped(OpenError::Replayed),
+                    before.dropped(OpenError::Replayed) + 1
+                );
+                got.insert(target);
+            }
+        }
+    }
+}
+
+/// Every suite, default window: packets delivered reordered (reversed in blocks of
+/// 500, all inside the window) are each accepted exactly once, duplicates are
+/// `Replayed`, the oldest number still inside the window is accepted, and one just
+/// left of it is `TooOld` (`Auth` with ESN, A2.2).
+#[test]
+fn reordering_within_the_window_is_accepted_exactly_once() {
+    let w = u64::from(esp::DEFAULT_WINDOW);
+    for suite in suites() {
+        for esn in [false, true] {
+            let (out, inb) = pair(suite, esn, 0, 0);
+            let n = w + 600;
+            let pkts: Vec<Vec<u8>> = (0..n).map(|_| seal(&out, &[], 59).0).collect();
+            let open_seq = |seq: u64| open(&inb, &pkts[seq as usize - 1]).map(|(_, _, s)| s);
+            // 1..=2000 (inside the 4096 window), reversed in blocks of 500.
+            let mut order: Vec<u64> = Vec::new();
+            for block in (1..=2000u64).collect::<Vec<_>>().chunks(500) {
+                order.extend(block.iter().rev());
+            }
+            for &seq in &order {
+                assert_eq!(open_seq(seq), Ok(seq), "{suite} esn={esn}");
+                assert_eq!(open_seq(seq), Err(OpenError::Replayed), "{suite} esn={esn}");
+            }
+            // Jump to the end, leaving 2001..n-1 unreceived; top = n.
+            assert_eq!(open_seq(n), Ok(n));
+            let oldest_in = n - w + 1;
+            assert!(oldest_in > 2000);
+            assert_eq!(open_seq(oldest_in), Ok(oldest_in), "{suite} esn={esn}");
+            assert_eq!(open_seq(oldest_in), Err(OpenError::Replayed));
+            let too_old = if esn {
+                OpenError::Auth
+            } else {
+                OpenError::TooOld
+            };
+            for seq in [n - w, n - w - 1, 1, 2000] {
+                assert_eq!(open_seq(seq), Err(too_old), "{suite} esn={esn} seq {seq}");
+            }
+            assert_eq!(inb.counters().packets, 2002);
+        }
+    }
+}

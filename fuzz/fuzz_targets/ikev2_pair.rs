@@ -1,6 +1,7 @@
 //! Two IKEv2 endpoints talking in memory, with the fuzzer choosing what happens to each
 //! datagram (deliver, drop, duplicate, corrupt), the clock, and operator actions (rekeys,
-//! liveness checks, deletes). Nothing may panic; established Child SAs must always match.
+//! liveness checks, deletes, soft/hard expiries), optionally with IKE fragmentation at a
+//! tiny fragment size. Nothing may panic; established Child SAs must always match.
 #![no_main]
 
 use std::collections::VecDeque;
@@ -13,19 +14,24 @@ use libfuzzer_sys::fuzz_target;
 const I: &str = "192.0.2.1:500";
 const R: &str = "198.51.100.7:500";
 
-fn endpoint(local: &str, remote: &str, seed: u64, esp: &str) -> Endpoint {
+fn endpoint(local: &str, remote: &str, seed: u64, esp: &str, frag: bool) -> Endpoint {
     let mut c = Config::new(local.parse().unwrap(), remote.parse().unwrap(), Psk::new(b"fuzz".to_vec()));
     c.ike_proposals =
         ikev2::proposal::parse_ike_proposals(&["aes128gcm16-prfsha256-x25519", "aes256-sha256-x25519"]).unwrap();
     c.esp_proposals = ikev2::proposal::parse_esp_proposals(&[esp]).unwrap();
     c.dpd_delay = Some(Duration::from_secs(30));
+    if frag {
+        c.fragment_size = 200;
+    }
+    c.child_rekey_jitter = Duration::from_secs(60);
     Endpoint::new(c, Box::new(TestRng::new(seed)))
 }
 
 fuzz_target!(|data: &[u8]| {
     let esp = if data.first().is_some_and(|b| b & 1 == 1) { "aes256gcm16-x25519" } else { "aes256gcm16" };
     let mut now = Instant::now();
-    let mut eps = [endpoint(I, R, 1, esp), endpoint(R, I, 2, esp)];
+    let frag = data.first().is_some_and(|b| b & 2 == 2);
+    let mut eps = [endpoint(I, R, 1, esp, frag), endpoint(R, I, 2, esp, frag)];
     eps[0].initiate(now);
     let mut queue: VecDeque<(usize, Transmit)> = VecDeque::new();
     let mut children: [Vec<(u32, u32, Vec<u8>, Vec<u8>)>; 2] = [Vec::new(), Vec::new()];
@@ -42,11 +48,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let Some(op) = it.next() else { break };
-        match op % 10 {
+        match op % 12 {
             0..=3 => {
                 if let Some((to, t)) = queue.pop_front() {
                     let mut payload = t.payload.clone();
-                    match op % 10 {
+                    match op % 12 {
                         1 => continue, // dropped
                         2 => queue.push_front((to, t.clone())), // duplicated
                         3 => {
@@ -75,7 +81,17 @@ fuzz_target!(|data: &[u8]| {
             6 => eps[usize::from(op >> 7)].rekey_ike(now),
             7 => eps[usize::from(op >> 7)].check_liveness(now),
             8 => eps[usize::from(op >> 7)].terminate(now),
-            _ => eps[usize::from(op >> 7)].initiate(now),
+            9 => eps[usize::from(op >> 7)].initiate(now),
+            k => {
+                let e = &mut eps[usize::from(op >> 7)];
+                if let Some(spi) = e.ike_sas().first().and_then(|s| s.children.first().map(|c| c.0)) {
+                    if k == 10 {
+                        e.child_sa_soft_expired(now, spi);
+                    } else {
+                        e.child_sa_hard_expired(now, spi);
+                    }
+                }
+            }
         }
     }
     // Whatever happened, Child SAs that both sides know are crossed correctly.

@@ -7,7 +7,8 @@
 //!     [--local-ts 10.1.0.0/16] [--remote-ts 10.2.0.0/16] [--local-id ID] [--remote-id ID] \
 //!     [--encap auto|force] [--hold SECONDS] [--timeout SECONDS]
 //!     [--rekey-after SECONDS] [--rekey-ike-after SECONDS] [--fragment-size BYTES]
-//!     [--nat-keepalive SECONDS]
+//!     [--nat-keepalive SECONDS] [--dpd SECONDS] [--retransmit-tries N]
+//!     [--retransmit-timeout SECONDS]
 //! ```
 //!
 //! Before exiting it prints `{"event":"stats","fragments_sent":N,"fragments_received":M}`
@@ -45,6 +46,9 @@ struct Args {
     rekey_ike_after: Option<f64>,
     fragment_size: Option<usize>,
     nat_keepalive: Option<f64>,
+    dpd: Option<f64>,
+    retransmit_tries: Option<u32>,
+    retransmit_timeout: Option<f64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -66,6 +70,9 @@ fn parse_args() -> Result<Args, String> {
         rekey_ike_after: None,
         fragment_size: None,
         nat_keepalive: None,
+        dpd: None,
+        retransmit_tries: None,
+        retransmit_timeout: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -98,6 +105,9 @@ fn parse_args() -> Result<Args, String> {
             "--rekey-ike-after" => a.rekey_ike_after = Some(v.parse().map_err(|e| bad(&e))?),
             "--fragment-size" => a.fragment_size = Some(v.parse().map_err(|e| bad(&e))?),
             "--nat-keepalive" => a.nat_keepalive = Some(v.parse().map_err(|e| bad(&e))?),
+            "--dpd" => a.dpd = Some(v.parse().map_err(|e| bad(&e))?),
+            "--retransmit-tries" => a.retransmit_tries = Some(v.parse().map_err(|e| bad(&e))?),
+            "--retransmit-timeout" => a.retransmit_timeout = Some(v.parse().map_err(|e| bad(&e))?),
             _ => return Err(format!("unknown option {k}")),
         }
     }
@@ -178,6 +188,13 @@ fn event_json(e: &Event) -> String {
             json_str(&r.to_string()),
             json_str(&format!("{r:?}"))
         ),
+        Event::DeadPeer {
+            silent_for, action, ..
+        } => format!(
+            "{{\"event\":\"dead_peer\",\"silent_for\":{:.3},\"action\":{}}}",
+            silent_for.as_secs_f64(),
+            json_str(&format!("{action:?}"))
+        ),
         other => format!("{{\"event\":\"other\",\"debug\":{}}}", json_str(&format!("{other:?}"))),
     }
 }
@@ -244,6 +261,15 @@ fn main() {
     }
     if let Some(s) = a.nat_keepalive {
         cfg.nat_keepalive = Some(Duration::from_secs_f64(s.max(0.0)));
+    }
+    if let Some(s) = a.dpd {
+        cfg.dpd_delay = Some(Duration::from_secs_f64(s.max(0.0)));
+    }
+    if let Some(n) = a.retransmit_tries {
+        cfg.retransmit_tries = n;
+    }
+    if let Some(s) = a.retransmit_timeout {
+        cfg.retransmit_timeout = Duration::from_secs_f64(s.max(0.0));
     }
 
     // Sockets on 500 and 4500; one reader thread each feeds a channel.

@@ -186,9 +186,13 @@ pub struct Config {
     pub local_ts: Vec<TrafficSelector>,
     /// The peer's traffic selectors.
     pub remote_ts: Vec<TrafficSelector>,
-    /// IKE SA lifetime (bounds [`Config::ike_rekey_time`]).
+    /// Hard IKE SA lifetime: an IKE SA not rekeyed by then is deleted
+    /// ([`crate::Event::IkeSaExpired`]). Bounds [`Config::ike_rekey_time`]. Default
+    /// 28,800 s (Azure).
     pub ike_lifetime: Duration,
-    /// Child SA lifetime (reported in the event; bounds [`Config::child_rekey_time`]).
+    /// Hard Child SA lifetime: a Child SA not replaced by then is deleted
+    /// ([`crate::Event::ChildSaExpired`]); also reported in [`crate::ChildSa::lifetime`].
+    /// Bounds [`Config::child_rekey_time`]. Default 27,000 s (Azure).
     pub child_lifetime: Duration,
     /// First retransmission timeout (strongSwan: 4 s).
     pub retransmit_timeout: Duration,
@@ -210,6 +214,10 @@ pub struct Config {
     pub nat_keepalive: Option<Duration>,
     /// What to do when the peer is found dead (default [`DpdAction::Clear`]).
     pub dpd_action: DpdAction,
+    /// Accept the peer's CREATE_CHILD_SA without a KE payload (no PFS) even when our ESP
+    /// proposals carry a DH group (Azure rekeys without PFS; `profile = "azure"`). Our
+    /// own rekeys still use PFS. Default false.
+    pub accept_rekey_without_pfs: bool,
     /// Offer and accept IKE fragmentation (RFC 7383, IKEV2_FRAGMENTATION_SUPPORTED).
     /// Default true.
     pub fragmentation: bool,
@@ -289,6 +297,7 @@ impl Config {
             dpd_delay: None,
             nat_keepalive: Some(Duration::from_secs(20)),
             dpd_action: DpdAction::Clear,
+            accept_rekey_without_pfs: false,
             fragmentation: true,
             fragment_size: 1280,
             child_rekey_time: Some(Duration::from_secs(27_000 * 9 / 10)),

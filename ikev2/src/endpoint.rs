@@ -31,6 +31,25 @@ pub struct IkeSaInfo {
     pub children: Vec<(u32, u32)>,
     /// When IKE_AUTH completed.
     pub established_at: Option<Instant>,
+    /// When this IKE SA will be rekeyed (`None`: not scheduled, or under way).
+    pub rekey_at: Option<Instant>,
+    /// When it expires (hard lifetime) unless rekeyed before.
+    pub expires_at: Option<Instant>,
+    /// Timing of each Child SA, in the order of `children`.
+    pub child_times: Vec<ChildTimes>,
+}
+
+/// When one Child SA was made, will be rekeyed and expires (for `causeway sa`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChildTimes {
+    /// Our (inbound) SPI.
+    pub local_spi: u32,
+    /// When it was established.
+    pub established_at: Instant,
+    /// When it will be rekeyed (`None`: not scheduled, under way, or being replaced).
+    pub rekey_at: Option<Instant>,
+    /// Its hard lifetime.
+    pub expires_at: Option<Instant>,
 }
 
 /// Counters of one [`Endpoint`] (since it was created).
@@ -401,6 +420,9 @@ impl Endpoint {
                     .map(|c| (c.local_spi, c.remote_spi))
                     .collect(),
                 established_at: s.established_at,
+                rekey_at: s.ike_rekey_at(),
+                expires_at: s.ike_expires_at(),
+                child_times: s.child_times(),
             })
             .collect()
     }

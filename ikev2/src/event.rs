@@ -117,8 +117,19 @@ pub struct ChildSa {
     /// the hard one [`crate::Endpoint::child_sa_hard_expired`].
     pub esp_lifetime: esp::Lifetime,
     /// For a rekey: our inbound SPI of the Child SA this one replaces (it is reported
-    /// deleted shortly after; switch outbound traffic to the new one now).
+    /// deleted shortly after; switch outbound traffic to the new one now, or, with
+    /// `defer_outbound`, when the replaced one is deleted).
     pub replaces: Option<u32>,
+    /// We answered the peer's rekey (`replaces` is set): the peer installs the new Child
+    /// SA only when our answer arrives. For no loss, install the inbound half now but
+    /// keep sending on older Child SAs until [`Event::ChildSaConfirmed`] for this one
+    /// (the peer deleted the one it replaces, RFC 7296 §2.8) or ESP arrives on it. False
+    /// when we initiated the rekey: switch outbound traffic at once.
+    ///
+    /// The daemon's outbound choice, for no loss: the newest Child SA that is not being
+    /// deleted ([`Event::ChildSaDeleting`]) and not deferred-unconfirmed; if there is
+    /// none, the newest one not being deleted.
+    pub defer_outbound: bool,
 }
 
 /// Why an IKE SA or Child SA could not be set up, or died. Each variant says what to do.
@@ -188,6 +199,24 @@ pub enum Event {
     ChildSaEstablished(Box<ChildSa>),
     /// A Child SA was deleted (by us or the peer): remove it.
     ChildSaDeleted {
+        /// Our (inbound) SPI.
+        local_spi: u32,
+        /// The peer's (outbound) SPI.
+        remote_spi: u32,
+    },
+    /// A Child SA that came with `defer_outbound` is now known to be installed on the
+    /// peer (it deleted the Child SA this one replaces): send on it from now on (if it is
+    /// the newest). Receiving ESP on it proves the same.
+    ChildSaConfirmed {
+        /// Our (inbound) SPI.
+        local_spi: u32,
+        /// The peer's (outbound) SPI.
+        remote_spi: u32,
+    },
+    /// We sent the peer a Delete for this Child SA (the old one after a rekey, the
+    /// redundant one of a collision, ...): stop sending on it now, the peer removes its
+    /// inbound half on receipt. Keep our inbound half until [`Event::ChildSaDeleted`].
+    ChildSaDeleting {
         /// Our (inbound) SPI.
         local_spi: u32,
         /// The peer's (outbound) SPI.

@@ -98,6 +98,11 @@ pub(crate) struct ChildRef {
     /// When we answered the peer's rekey of it (the peer deletes it next; no rekey of
     /// ours for it then).
     replaced_at: Option<Instant>,
+    /// When it was made.
+    established_at: Instant,
+    /// We answered the peer's rekey that made it: the peer's SPI of the Child SA it
+    /// replaces, until the peer deletes that one (then it is confirmed).
+    unconfirmed: Option<u32>,
 }
 
 /// What a new Child SA's keys and selectors come from.
@@ -1019,6 +1024,13 @@ impl IkeSa {
             expires_at: Some(at(ctx.now, ctx.config.child_lifetime)),
             delete_at: None,
             replaced_at: None,
+            established_at: ctx.now,
+            unconfirmed: replaces.filter(|_| !we_initiated).and_then(|old| {
+                self.children
+                    .iter()
+                    .find(|c| c.local_spi == old)
+                    .map(|c| c.remote_spi)
+            }),
         });
         ctx.events
             .push_back(Event::ChildSaEstablished(Box::new(ChildSa {
@@ -1036,6 +1048,7 @@ impl IkeSa {
                 remote_addr: self.remote,
                 esn: child_suite.esn,
                 esp_lifetime: ctx.config.esp_lifetime(),
+                defer_outbound: replaces.is_some() && !we_initiated,
                 replaces,
             })));
     }
@@ -1267,6 +1280,17 @@ impl IkeSa {
                 ProtocolId::ESP => {
                     let mut ours = Vec::new();
                     for spi in &d.spis {
+                        // The peer deletes what a Child SA we answered for replaces: it
+                        // has the new one, we may send on it.
+                        for c in self.children.iter_mut() {
+                            if c.unconfirmed == Some(*spi) {
+                                c.unconfirmed = None;
+                                ctx.events.push_back(Event::ChildSaConfirmed {
+                                    local_spi: c.local_spi,
+                                    remote_spi: c.remote_spi,
+                                });
+                            }
+                        }
                         if let Some(pos) = self.children.iter().position(|c| c.remote_spi == *spi) {
                             let c = self.children.remove(pos);
                             ours.push(c.local_spi);
@@ -1410,6 +1434,16 @@ impl IkeSa {
         match self.encrypt(ctx, exchange, false, id, &inner) {
             Ok(bytes) => {
                 self.next_req_id = self.next_req_id.wrapping_add(1);
+                // The peer removes these as soon as our Delete arrives: stop sending on
+                // them now (their inbound halves stay until the answer).
+                if let ReqKind::DeleteChild(spis) = &kind {
+                    for c in self.children.iter().filter(|c| spis.contains(&c.local_spi)) {
+                        ctx.events.push_back(Event::ChildSaDeleting {
+                            local_spi: c.local_spi,
+                            remote_spi: c.remote_spi,
+                        });
+                    }
+                }
                 self.send_request(ctx, id, kind, bytes);
             }
             Err(e) => self.fail(ctx, e),

@@ -35,6 +35,13 @@
 //! changes and IKE SA rekeys exclude each other (TEMPORARY_FAILURE, §2.25.2) and are
 //! retried after a random delay.
 //!
+//! No packet lost across a rekey (make-before-break, both directions): the rekey's
+//! initiator switches outbound traffic to the new Child SA at once; its responder installs
+//! the inbound half at once but keeps sending on the old one until the peer confirms the
+//! new one ([`ChildSa::defer_outbound`], [`Event::ChildSaConfirmed`]); a Child SA we send
+//! a Delete for is announced ([`Event::ChildSaDeleting`]: stop sending on it) before the
+//! peer drops it.
+//!
 //! # Lifetimes
 //!
 //! Soft (rekey) by time: [`Config::child_rekey_time`] / [`Config::ike_rekey_time`] minus a
@@ -107,6 +114,9 @@
 //! while let Some(ev) = ep.poll_event() {
 //!     match ev {
 //!         Event::ChildSaEstablished(child) => { /* install child.keys_in first, then out */ }
+//!         Event::ChildSaDeleting { .. } | Event::ChildSaConfirmed { .. } => {
+//!             /* re-pick the outbound Child SA (see ChildSa::defer_outbound) */
+//!         }
 //!         Event::ChildSaDeleted { local_spi, .. } => { /* remove both SAs of local_spi */ }
 //!         Event::Failed(reason) => eprintln!("{reason}"),
 //!         _ => {} // IkeSaEstablished, IkeSaRekeyed, IkeSaDeleted: status only
@@ -126,7 +136,7 @@ pub mod ts;
 pub mod wire;
 
 pub use config::{Config, DpdAction, Encap, Identity, Psk};
-pub use endpoint::{Endpoint, IkeSaInfo, Stats, TableSizes};
+pub use endpoint::{ChildTimes, Endpoint, IkeSaInfo, Stats, TableSizes};
 pub use event::{ChildSa, EspKeys, Event, FailReason, Transmit};
 pub use proposal::{
     parse_esp_proposal, parse_ike_proposal, ChildSuite, IkeSuite, Proposal, ProposalError,

@@ -1060,3 +1060,43 @@ fn keepalives_from_behind_a_nat_reach_strongswan() {
     // And the tunnel stayed fine with them (strongSwan ignores keepalives).
     assert!(!lab.logs().contains("invalid"), "{}", lab.logs());
 }
+
+/// Dead peer detection against a strongSwan that dies (SIGKILL): with `dpd_delay` 2 s
+/// and 2 retransmissions (1 s, 1.8 s, 3.24 s) the liveness check fails about 8 s after
+/// the last message from the peer; Causeway reports the dead peer, deletes the SAs and
+/// fails with "peer unreachable".
+#[test]
+fn dead_strongswan_is_detected_by_dpd() {
+    if let Some(r) = skip_reason() {
+        eprintln!("SKIP interop_strongswan: {r}");
+        return;
+    }
+    let case = MODP2048S256;
+    let mut lab = Lab::new("d");
+    lab.start_charon(&case);
+    let extra = [
+        "--dpd",
+        "2",
+        "--retransmit-tries",
+        "2",
+        "--retransmit-timeout",
+        "1",
+    ];
+    let (mut cw, rx) = lab.start_causeway(&case, true, "-1", &extra);
+    wait_for(&rx, "child_sa_established", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    // A live peer answers the checks.
+    std::thread::sleep(Duration::from_secs(5));
+    let killed = Instant::now();
+    lab.kill_charon();
+    let dead = wait_for(&rx, "dead_peer", Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let detected = killed.elapsed();
+    println!("dead peer detected {detected:?} after the kill: {dead}");
+    assert!(detected < Duration::from_secs(12), "{detected:?}");
+    assert!(dead.contains("\"action\":\"Clear\""), "{dead}");
+    wait_for(&rx, "child_sa_deleted", Duration::from_secs(2)).unwrap();
+    wait_for(&rx, "ike_sa_deleted", Duration::from_secs(2)).unwrap();
+    // The example exits 1 after the failure ("peer unreachable").
+    assert_eq!(wait_exit(&mut cw, Duration::from_secs(10)), Some(1));
+}

@@ -956,6 +956,26 @@ fn rekey_and_check(ike: &str, esp_s: &str, from_initiator: bool) {
         assert!(pos_del > pos_new);
     }
     assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+    // No loss: the rekey's initiator sends on the new Child SA at once and announces
+    // the Delete of the old one; its responder defers until the peer confirmed.
+    let (rekeyer, answerer, old_r, new_r, new_a) = if from_initiator {
+        (&p.i_events, &p.r_events, &a, &b2, &a2)
+    } else {
+        (&p.r_events, &p.i_events, &b, &a2, &b2)
+    };
+    assert!(!new_a.defer_outbound && new_r.defer_outbound);
+    assert!(rekeyer.iter().any(
+        |e| matches!(e, Event::ChildSaDeleting { local_spi, .. } if *local_spi == old_r.local_spi)
+    ));
+    let confirmed = answerer
+        .iter()
+        .position(|e| matches!(e, Event::ChildSaConfirmed { local_spi, .. } if *local_spi == new_r.local_spi))
+        .expect("confirmed");
+    let old_gone = answerer
+        .iter()
+        .position(|e| matches!(e, Event::ChildSaDeleted { local_spi, .. } if *local_spi != new_r.local_spi))
+        .expect("old deleted");
+    assert!(confirmed < old_gone);
     let info = p.i.ike_sas();
     assert_eq!(info[0].children, vec![(a2.local_spi, a2.remote_spi)]);
     assert_eq!(
@@ -1012,6 +1032,35 @@ fn pfs_required_but_not_offered_keeps_the_old_child() {
         vec![&FailReason::NoProposalChosen { what: "ESP" }]
     );
     assert_eq!(p.i.ike_sas()[0].children, vec![(a.local_spi, a.remote_spi)]);
+}
+
+#[test]
+fn rekey_without_pfs_is_accepted_when_configured() {
+    // Azure: we want PFS, the peer rekeys without a KE payload.
+    let mut rc = config(
+        R_ADDR,
+        I_ADDR,
+        "s",
+        &["aes256-sha256-ecp256"],
+        &["aes256gcm16-ecp256"],
+    );
+    rc.accept_rekey_without_pfs = true;
+    let ic = config(
+        I_ADDR,
+        R_ADDR,
+        "s",
+        &["aes256-sha256-ecp256"],
+        &["aes256gcm16"],
+    );
+    let mut p = Pair::new(ic, rc);
+    p.i.initiate(p.now);
+    p.drive(Duration::from_secs(1));
+    let (a, _) = p.assert_up();
+    assert!(p.i.rekey_child(p.now, a.local_spi));
+    p.drive(Duration::from_secs(2));
+    let (a2, b2) = assert_crossed(&p, 1);
+    assert_eq!((a2.child_suite.dh, b2.child_suite.dh), (None, None));
+    assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
 }
 
 #[test]
@@ -1562,6 +1611,20 @@ fn rekeys_are_jittered_and_happen_before_the_hard_lifetime() {
     assert_eq!(count_expired(&p.r_events), (0, 0));
     assert_eq!(p.i.ike_sas()[0].children.len(), 1);
     assert_eq!(p.r.ike_sas()[0].children.len(), 1);
+    // The status view: next rekey within the jitter window, expiry at the lifetime.
+    let info = &p.i.ike_sas()[0];
+    let t = info.child_times[0];
+    assert_eq!(t.local_spi, info.children[0].0);
+    let rekey = t.rekey_at.unwrap() - t.established_at;
+    assert!(
+        (Duration::from_secs(60)..=Duration::from_secs(100)).contains(&rekey),
+        "{rekey:?}"
+    );
+    assert_eq!(
+        t.expires_at.unwrap() - t.established_at,
+        Duration::from_secs(1000)
+    );
+    assert!(info.rekey_at.is_some() && info.expires_at.is_some());
 }
 
 #[test]

@@ -20,6 +20,29 @@ pub(in crate::ike_sa) fn jittered(rng: &mut dyn Rng, t: Duration, jitter: Durati
 }
 
 impl IkeSa {
+    /// When this IKE SA is rekeyed next (for status output).
+    pub(crate) fn ike_rekey_at(&self) -> Option<Instant> {
+        self.ike_rekey_at.filter(|_| !self.rekeyed)
+    }
+
+    /// When this IKE SA expires (for status output).
+    pub(crate) fn ike_expires_at(&self) -> Option<Instant> {
+        self.ike_expires_at.filter(|_| !self.rekeyed)
+    }
+
+    /// Timing of the Child SAs (for status output).
+    pub(crate) fn child_times(&self) -> Vec<crate::endpoint::ChildTimes> {
+        self.children
+            .iter()
+            .map(|c| crate::endpoint::ChildTimes {
+                local_spi: c.local_spi,
+                established_at: c.established_at,
+                rekey_at: c.rekey_at,
+                expires_at: c.expires_at,
+            })
+            .collect()
+    }
+
     /// The next hard expiry (of this IKE SA or one of its Child SAs).
     pub(in crate::ike_sa) fn next_expiry(&self) -> Option<Instant> {
         if self.rekeyed || !matches!(self.state, State::Established | State::Deleting) {

@@ -121,7 +121,13 @@ impl IkeSa {
             })
             .collect();
         let list: Vec<Proposal> = offered.iter().map(|x| x.2.clone()).collect();
-        let chosen = proposal::select(&list, &cfg.esp_proposals)
+        // A rekey without KE against our PFS proposals, when allowed (Azure).
+        let ours: Vec<Proposal> = if ke.is_none() && cfg.accept_rekey_without_pfs {
+            cfg.esp_proposals.iter().map(Proposal::without_dh).collect()
+        } else {
+            cfg.esp_proposals.clone()
+        };
+        let chosen = proposal::select(&list, &ours)
             .and_then(|(i, c)| Some((offered.get(i)?, c.child_suite()?)));
         let Some(((remote_spi, number, _), suite)) = chosen else {
             ctx.events
