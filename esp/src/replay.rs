@@ -80,32 +80,7 @@ impl ReplayWindow {
     /// The full 64-bit sequence number for the low 32 bits received, RFC 4303 §A2.2.
     /// Without ESN the number is the 32 bits themselves.
     pub fn infer(&self, seq_lo: u32, esn: bool) -> Result<u64, ReplayError> {
-        if !esn {
-            return Ok(u64::from(seq_lo));
-        }
-        // size <= 2^16, so it fits a u32 and `w - 1` does not underflow.
-        let w = self.size as u32;
-        let tl = self.top as u32;
-        let th = (self.top >> 32) as u32;
-        let hi = if tl >= w - 1 {
-            // Case A: the window lies within one 2^32 subspace.
-            if seq_lo >= tl - (w - 1) {
-                Some(th)
-            } else {
-                th.checked_add(1)
-            }
-        } else {
-            // Case B: the window spans two subspaces.
-            if seq_lo >= tl.wrapping_sub(w - 1) {
-                th.checked_sub(1)
-            } else {
-                Some(th)
-            }
-        };
-        match hi {
-            Some(hi) => Ok(u64::from(hi) << 32 | u64::from(seq_lo)),
-            None => Err(ReplayError::Invalid),
-        }
+        infer_at(self.size, self.top, seq_lo, esn)
     }
 
     #[inline]
@@ -171,6 +146,38 @@ impl ReplayWindow {
             p = p.wrapping_add(n);
             left -= n;
         }
+    }
+}
+
+/// [`ReplayWindow::infer`] for a window of `size` packets (a power of two, at most
+/// [`MAX_WINDOW`]) whose highest received number is `top`.
+#[inline]
+pub(crate) fn infer_at(size: u64, top: u64, seq_lo: u32, esn: bool) -> Result<u64, ReplayError> {
+    if !esn {
+        return Ok(u64::from(seq_lo));
+    }
+    // size <= 2^16, so it fits a u32 and `w - 1` does not underflow.
+    let w = size as u32;
+    let tl = top as u32;
+    let th = (top >> 32) as u32;
+    let hi = if tl >= w - 1 {
+        // Case A: the window lies within one 2^32 subspace.
+        if seq_lo >= tl - (w - 1) {
+            Some(th)
+        } else {
+            th.checked_add(1)
+        }
+    } else {
+        // Case B: the window spans two subspaces.
+        if seq_lo >= tl.wrapping_sub(w - 1) {
+            th.checked_sub(1)
+        } else {
+            Some(th)
+        }
+    };
+    match hi {
+        Some(hi) => Ok(u64::from(hi) << 32 | u64::from(seq_lo)),
+        None => Err(ReplayError::Invalid),
     }
 }
 

@@ -12,7 +12,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use crate::backend::{
     AeadKey, AwsLc, Backend, CbcKey, MacKey, CBC_IV_LEN, GCM_NONCE_LEN, GCM_TAG_LEN, MAX_MAC_LEN,
 };
-use crate::replay::{ReplayError, ReplayWindow, DEFAULT_WINDOW};
+use crate::replay::{infer_at, ReplayError, ReplayWindow, DEFAULT_WINDOW};
 use crate::suite::{Suite, SuiteError};
 use crate::ESP_HEADER_LEN;
 
@@ -374,8 +374,9 @@ struct Stats {
 ///
 /// `Sa` is `Send + Sync`: [`seal`](Sa::seal) takes the sequence number from an atomic
 /// counter and [`open`](Sa::open) guards the replay window with a short mutex (held for
-/// the window check and again for the update, never during crypto), so one `Sa` can be
-/// shared (`Arc<Sa>`) by all dataplane workers.
+/// the window update and, for numbers not above the highest accepted one, for the
+/// pre-crypto window check; never during crypto), so one `Sa` can be shared
+/// (`Arc<Sa>`) by all dataplane workers.
 pub struct Sa<B: Backend = AwsLc> {
     params: SaParams,
     seq_limit: u64,
@@ -383,6 +384,13 @@ pub struct Sa<B: Backend = AwsLc> {
     crypto: Crypto<B>,
     next_seq: CachePadded<AtomicU64>,
     replay: Option<Mutex<ReplayWindow>>,
+    /// Inbound: the window's size (a power of two).
+    window_size: u64,
+    /// Inbound: a copy of the window's `top`, stored under the window lock after each
+    /// accepted packet. `open` reads it without the lock: a number above it (the usual,
+    /// in-order case) needs no pre-crypto window check; `accept` re-checks under the
+    /// lock anyway, so a stale copy only costs the crypto of a duplicate.
+    top_hint: AtomicU64,
     stats: CachePadded<Stats>,
 }
 
@@ -458,12 +466,14 @@ impl<B: Backend> Sa<B> {
             u64::from(u32::MAX)
         };
         let replay = match params.direction {
-            Direction::Inbound => Some(Mutex::new(ReplayWindow::with_top(
+            Direction::Inbound => Some(ReplayWindow::with_top(
                 params.replay_window,
                 params.start_seq,
-            ))),
+            )),
             Direction::Outbound => None,
         };
+        let window_size = replay.as_ref().map_or(0, |w| u64::from(w.size()));
+        let replay = replay.map(Mutex::new);
         Ok(Sa {
             params,
             seq_limit,
@@ -471,6 +481,8 @@ impl<B: Backend> Sa<B> {
             crypto,
             next_seq: CachePadded(AtomicU64::new(params.start_seq.min(seq_limit) + 1)),
             replay,
+            window_size,
+            top_hint: AtomicU64::new(params.start_seq),
             stats: CachePadded(Stats {
                 packets: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
@@ -794,16 +806,25 @@ impl<B: Backend> Sa<B> {
         }
         let seq_lo = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
         let seq = {
-            let w = window.lock().unwrap_or_else(PoisonError::into_inner);
-            let seq = w.infer(seq_lo, self.params.esn)?;
-            w.check(seq)?;
-            seq
+            // Fast path: right of everything accepted so far (as of the hint), so the
+            // window has nothing to object to; no lock.
+            let hint = self.top_hint.load(Ordering::Relaxed);
+            match infer_at(self.window_size, hint, seq_lo, self.params.esn)? {
+                seq if seq > hint => seq,
+                _ => {
+                    let w = window.lock().unwrap_or_else(PoisonError::into_inner);
+                    let seq = w.infer(seq_lo, self.params.esn)?;
+                    w.check(seq)?;
+                    seq
+                }
+            }
         };
         self.verify_decrypt(pkt, seq)?;
-        window
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .accept(seq)?;
+        {
+            let mut w = window.lock().unwrap_or_else(PoisonError::into_inner);
+            w.accept(seq)?;
+            self.top_hint.store(w.top(), Ordering::Relaxed);
+        }
         // Trailer: ... padding | pad length | next header.
         let pad_len = usize::from(pkt[ct_e - 2]);
         let next_header = pkt[ct_e - 1];

@@ -692,32 +692,44 @@ fn every_bit_flip_fails_with_the_right_reason() {
     }
 }
 
-/// Every suite, default window: packets delivered reordered (reversed in blocks of
-/// 500, all inside the window) are each accepted exactly once, duplicates are
+/// Every suite, a 1024-packet window: packets delivered reordered (reversed in blocks
+/// of 250, all inside the window) are each accepted exactly once, duplicates are
 /// `Replayed`, the oldest number still inside the window is accepted, and one just
 /// left of it is `TooOld` (`Auth` with ESN, A2.2).
 #[test]
 fn reordering_within_the_window_is_accepted_exactly_once() {
-    let w = u64::from(esp::DEFAULT_WINDOW);
+    let w = 1024u64;
     for suite in suites() {
         for esn in [false, true] {
-            let (out, inb) = pair(suite, esn, 0, 0);
+            let k = keymat(suite, 0x77);
+            let out = Sa::from_keymat(
+                SaParams::new(SPI, Direction::Outbound, suite).with_esn(esn),
+                &k,
+            )
+            .expect("sa");
+            let inb = Sa::from_keymat(
+                SaParams::new(SPI, Direction::Inbound, suite)
+                    .with_esn(esn)
+                    .with_replay_window(w as u32),
+                &k,
+            )
+            .expect("sa");
             let n = w + 600;
             let pkts: Vec<Vec<u8>> = (0..n).map(|_| seal(&out, &[], 59).0).collect();
             let open_seq = |seq: u64| open(&inb, &pkts[seq as usize - 1]).map(|(_, _, s)| s);
-            // 1..=2000 (inside the 4096 window), reversed in blocks of 500.
+            // 1..=500 (inside the window), reversed in blocks of 250.
             let mut order: Vec<u64> = Vec::new();
-            for block in (1..=2000u64).collect::<Vec<_>>().chunks(500) {
+            for block in (1..=500u64).collect::<Vec<_>>().chunks(250) {
                 order.extend(block.iter().rev());
             }
             for &seq in &order {
                 assert_eq!(open_seq(seq), Ok(seq), "{suite} esn={esn}");
                 assert_eq!(open_seq(seq), Err(OpenError::Replayed), "{suite} esn={esn}");
             }
-            // Jump to the end, leaving 2001..n-1 unreceived; top = n.
+            // Jump to the end, leaving 501..n-1 unreceived; top = n.
             assert_eq!(open_seq(n), Ok(n));
             let oldest_in = n - w + 1;
-            assert!(oldest_in > 2000);
+            assert!(oldest_in > 500);
             assert_eq!(open_seq(oldest_in), Ok(oldest_in), "{suite} esn={esn}");
             assert_eq!(open_seq(oldest_in), Err(OpenError::Replayed));
             let too_old = if esn {
@@ -725,10 +737,10 @@ fn reordering_within_the_window_is_accepted_exactly_once() {
             } else {
                 OpenError::TooOld
             };
-            for seq in [n - w, n - w - 1, 1, 2000] {
+            for seq in [n - w, n - w - 1, 1, 500] {
                 assert_eq!(open_seq(seq), Err(too_old), "{suite} esn={esn} seq {seq}");
             }
-            assert_eq!(inb.counters().packets, 2002);
+            assert_eq!(inb.counters().packets, 502);
         }
     }
 }

@@ -48,8 +48,9 @@ fuzz_target!(|data: &[u8]| {
     // enough for an IKE header.
     let mut buf = vec![0xA5u8; NON_ESP_MARKER_LEN + data.len()];
     buf[NON_ESP_MARKER_LEN..].copy_from_slice(data);
-    let framed = write_non_esp_marker(&mut buf, NON_ESP_MARKER_LEN..buf.len());
-    assert_eq!(framed, Some(0..buf.len()));
+    let total = buf.len();
+    let framed = write_non_esp_marker(&mut buf, NON_ESP_MARKER_LEN..total);
+    assert_eq!(framed, Some(0..total));
     match classify(&buf) {
         Datagram::Ike(r) => {
             assert!(data.len() >= 28);
