@@ -103,7 +103,14 @@ pub struct TunnelInfo {
     pub last_error: Option<String>,
     /// A half-open IKE SA being set up: (initiator SPI, responder SPI, we initiated).
     pub pending_ike: Option<(u64, u64, bool)>,
+    /// Inbound SPIs of deleted Child SAs that still decrypt until the given time: ESP the
+    /// peer sealed just before the Delete may still be in flight or queued on the socket.
+    pub retiring: Vec<(u32, Instant)>,
 }
+
+/// How long a deleted Child SA's inbound half keeps decrypting (strongSwan's
+/// `delete_rekeyed_delay` is 5 s for the same reason).
+const INBOUND_LINGER: Duration = Duration::from_secs(5);
 
 /// A tunnel at run time.
 pub struct TunnelRt {
@@ -317,9 +324,12 @@ impl TunnelRt {
 
     /// Remove the Child SA whose inbound SPI is `local_spi`; clears the outbound slot if
     /// it was the current one (switching to the newest remaining SA).
-    pub fn remove_child(&self, dp: &Dataplane, local_spi: u32) {
-        dp.remove_inbound(local_spi);
+    pub fn remove_child(&self, _dp: &Dataplane, local_spi: u32) {
         let mut info = lock(&self.info);
+        // The inbound half goes after INBOUND_LINGER (see `reap_retired`), so packets
+        // sealed before the peer's Delete are not lost.
+        info.retiring
+            .push((local_spi, Instant::now() + INBOUND_LINGER));
         let Some(pos) = info
             .children
             .iter()
@@ -382,12 +392,27 @@ impl TunnelRt {
         self.select_outbound(&info);
     }
 
+    /// Remove the inbound halves of deleted Child SAs whose linger time is over.
+    pub fn reap_retired(&self, dp: &Dataplane, now: Instant) {
+        let mut info = lock(&self.info);
+        info.retiring.retain(|&(spi, until)| {
+            let keep = until > now;
+            if !keep {
+                dp.remove_inbound(spi);
+            }
+            keep
+        });
+    }
+
     /// Remove every Child SA (shutdown, IKE SA gone).
     pub fn remove_all_sas(&self, dp: &Dataplane) {
         let _ = self.dp.set_outbound(None);
         let mut info = lock(&self.info);
         for c in info.children.drain(..) {
             dp.remove_inbound(c.inbound.spi());
+        }
+        for (spi, _) in info.retiring.drain(..) {
+            dp.remove_inbound(spi);
         }
         info.ike = None;
         if info.state != "unavailable" {
@@ -499,11 +524,16 @@ struct Driver {
 impl Driver {
     /// Send everything queued and act on every event.
     async fn flush(&mut self) {
-        self.transmit().await;
+        // Events first: a CREATE_CHILD_SA response must leave only after the new inbound
+        // SA it announces is installed, or the initiator's first ESP on it is lost.
         while let Some(ev) = self.ep.poll_event() {
             self.event(ev);
         }
-        // Events may have queued more (e.g. a Delete answer).
+        self.transmit().await;
+        // Transmitting cannot queue events, but events may have queued more transmits.
+        while let Some(ev) = self.ep.poll_event() {
+            self.event(ev);
+        }
         self.transmit().await;
         let sas = self.ep.ike_sas();
         let mut info = lock(&self.t.info);
@@ -859,6 +889,7 @@ pub async fn run(t: Arc<TunnelRt>, shared: Arc<Shared>, mut rx: mpsc::Receiver<T
                 }
                 esp_seen = c.packets_in;
                 d.check_esp_lifetimes(Instant::now());
+                d.t.reap_retired(&d.shared.dp, Instant::now());
                 // start_action = trap: packets routed into the tunnel without an SA.
                 let dropped = c.dropped(DropReason::NoOutboundSa);
                 let waiting = dropped > trap_seen;

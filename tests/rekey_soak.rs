@@ -1,0 +1,1405 @@
+//! Rekey soak and dead-peer tests through the real daemon (issue 6, Tests): `causeway run`
+//! gateways in network namespaces, Child SA rekeys initiated alternately by each side
+//! (`causeway --socket S rekey`, `swanctl --rekey`) under iperf3 traffic host-a → host-b.
+//!
+//! ```text
+//!  host-a 10.1.0.10 ── gw-a 192.0.2.1 ══ WAN ══ 198.51.100.7 gw-b ── 10.2.0.10 host-b
+//! ```
+//!
+//! * `tcp_transfer_across_rekeys_causeway_peer`: TCP completes across ≥ 10 rekeys per side.
+//! * `udp_across_rekeys_strongswan_peer`: gw-b is strongSwan (kernel-libipsec); ≥ 20 rekeys
+//!   per side under a UDP stream, no Causeway drop; the loss is printed.
+//! * `udp_zero_loss_across_rekeys_causeway_peer` (ignored: the daemon loses datagrams on
+//!   rekeys, see there) and `dead_peer_detected_and_tunnel_restored` (ignored: ~175 s).
+//!
+//! Needs root, `ip`, `iperf3` and /dev/net/tun (strongSwan for its test); skips with a
+//! message otherwise. The namespace tests run one at a time. Every namespace and process is
+//! removed by Drop guards, also when an assertion fails. `CW_SOAK_REKEY_MS` sets the pause
+//! between rekeys, `CW_SOAK_ONLY=a|b` rekeys from one side only (for diagnosis).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EXE: &str = env!("CARGO_BIN_EXE_causeway");
+const TUNNEL: &str = "soak";
+const WAN_A: &str = "192.0.2.1";
+const WAN_B: &str = "198.51.100.7";
+const HOST_B: &str = "10.2.0.10";
+/// TUN device of the tunnel on both gateways.
+const IFACE: &str = "cw-soak";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The namespace tests run one at a time: they measure loss and time on a shared 2-core box.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn can_run(tools: &[&str]) -> bool {
+    if !is_root() {
+        eprintln!("skipping: needs root (network namespaces, TUN)");
+        return false;
+    }
+    for tool in tools {
+        if !have(tool) {
+            eprintln!("skipping: `{tool}` missing (scripts/install-deps.sh)");
+            return false;
+        }
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        eprintln!("skipping: /dev/net/tun missing");
+        return false;
+    }
+    true
+}
+
+fn run(prog: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{prog}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{prog} {}` failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        ))
+    }
+}
+
+/// A network namespace, deleted on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn create(name: String) -> Self {
+        // A namespace of the same name can only be left over from a killed run of this pid.
+        let _ = run("ip", &["netns", "del", &name]);
+        run("ip", &["netns", "add", &name]).expect("ip netns add");
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let mut v = vec!["-n", self.name.as_str()];
+        v.extend_from_slice(args);
+        run("ip", &v).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn exec(&self, prog: &str, args: &[&str]) -> Result<String, String> {
+        let mut v = vec!["netns", "exec", self.name.as_str(), prog];
+        v.extend_from_slice(args);
+        run("ip", &v)
+    }
+
+    /// Udp RcvbufErrors of this namespace (datagrams the kernel dropped on a full socket).
+    fn udp_rcvbuf_errors(&self) -> u64 {
+        let snmp = self.exec("cat", &["/proc/net/snmp"]).unwrap_or_default();
+        let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+        let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+            return 0;
+        };
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == "RcvbufErrors")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Sum of the `drops` column of /proc/net/raw (raw ESP sockets with a full buffer).
+    fn raw_drops(&self) -> u64 {
+        let raw = self.exec("cat", &["/proc/net/raw"]).unwrap_or_default();
+        raw.lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// TX drops of an interface (for the TUN: packets causeway did not read in time).
+    fn tx_dropped(&self, dev: &str) -> u64 {
+        let out = self
+            .exec(
+                "cat",
+                &[&format!("/sys/class/net/{dev}/statistics/tx_dropped")],
+            )
+            .unwrap_or_default();
+        out.trim().parse().unwrap_or(0)
+    }
+
+    fn spawn(&self, prog: &str, args: &[&str], out: Stdio) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name, prog])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {prog} in {}: {e}", self.name))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// A child process killed on drop.
+struct Reap(Option<Child>);
+
+impl Reap {
+    fn wait_output(mut self, timeout: Duration) -> Result<String, String> {
+        let mut c = self.0.take().ok_or("no process")?;
+        let until = Instant::now() + timeout;
+        loop {
+            match c.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                _ => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    return Err("timed out".into());
+                }
+            }
+        }
+        let out = c.wait_with_output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "exit {:?}: {} {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            ))
+        }
+    }
+}
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A `causeway run` in a namespace; SIGTERM, then SIGKILL, on drop.
+struct Daemon {
+    child: Option<Child>,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(ns: &Netns, config: &Path, socket: &Path, log: &Path) -> Self {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("daemon log");
+        let err = file.try_clone().expect("clone log fd");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, EXE, "run", "-c"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .expect("start causeway run");
+        Daemon {
+            child: Some(child),
+            socket: socket.to_path_buf(),
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> Result<String, String> {
+        let mut v = vec!["--socket", self.socket.to_str().unwrap_or_default()];
+        v.extend_from_slice(args);
+        run(EXE, &v)
+    }
+
+    /// `causeway sa --json`, parsed.
+    fn sa(&self) -> Option<Json> {
+        Json::parse(&self.cli(&["sa", "--json"]).ok()?)
+    }
+
+    /// (spi_in, spi_out) of the tunnel's Child SAs.
+    fn child_spis(&self) -> Vec<(String, String)> {
+        let Some(sa) = self.sa() else {
+            return Vec::new();
+        };
+        let Some(t) = sa.find_tunnel(TUNNEL) else {
+            return Vec::new();
+        };
+        t.get("child_sas")
+            .and_then(Json::arr)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| {
+                Some((
+                    c.get("spi_in")?.str()?.to_string(),
+                    c.get("spi_out")?.str()?.to_string(),
+                ))
+            })
+            .collect()
+    }
+
+    fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(n)..].join("\n")
+    }
+
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // `ip netns exec` execs the program: the pid is causeway's own.
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// gw-b: a second causeway, or strongSwan.
+enum PeerB {
+    Cw(Daemon),
+    Swan(Swan),
+}
+
+impl PeerB {
+    fn cw(&self) -> Option<&Daemon> {
+        match self {
+            PeerB::Cw(d) => Some(d),
+            PeerB::Swan(_) => None,
+        }
+    }
+
+    fn child_spis(&self) -> Vec<(String, String)> {
+        match self {
+            PeerB::Cw(d) => d.child_spis(),
+            PeerB::Swan(s) => s.child_spis(),
+        }
+    }
+
+    fn rekey(&self) -> Result<String, String> {
+        match self {
+            PeerB::Cw(d) => d.cli(&["rekey", TUNNEL]),
+            PeerB::Swan(s) => s.swanctl(&["--rekey", "--child", TUNNEL]),
+        }
+    }
+
+    fn log_tail(&self, n: usize) -> String {
+        match self {
+            PeerB::Cw(d) => d.log_tail(n),
+            PeerB::Swan(s) => {
+                let text = std::fs::read_to_string(s.dir.join("charon.log")).unwrap_or_default();
+                let all: Vec<&str> = text.lines().collect();
+                all[all.len().saturating_sub(n)..].join("\n")
+            }
+        }
+    }
+}
+
+const CHARON: &str = "/usr/sbin/charon-systemd";
+const SWANCTL: &str = "/usr/sbin/swanctl";
+
+/// strongSwan's charon (kernel-libipsec: userspace ESP in UDP) in gw-b; stopped on drop.
+struct Swan {
+    dir: PathBuf,
+    charon: Option<Child>,
+}
+
+impl Swan {
+    fn start(ns: &Netns, dir: &Path) -> Swan {
+        let d = dir.join("swan");
+        std::fs::create_dir_all(&d).expect("swan dir");
+        let psk = std::fs::read_to_string(dir.join("soak.psk")).expect("psk");
+        let dd = d.display();
+        // kernel-libipsec must load before kernel-netlink (no kernel ESP needed).
+        let conf = format!(
+            r#"charon {{
+  load = random nonce openssl aes sha1 sha2 hmac gcm gmp kdf pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici
+  install_routes = yes
+  plugins {{
+    vici {{ socket = unix://{dd}/charon.vici }}
+  }}
+  filelog {{
+    t {{ path = {dd}/charon.log
+        default = 1
+        ike = 2 }}
+  }}
+}}
+"#
+        );
+        let swanctl = format!(
+            r#"connections {{
+  cw {{
+    version = 2
+    local_addrs = {WAN_B}
+    remote_addrs = {WAN_A}
+    proposals = aes256-sha256-modp2048
+    encap = yes
+    local {{
+      auth = psk
+      id = {WAN_B}
+    }}
+    remote {{
+      auth = psk
+      id = {WAN_A}
+    }}
+    children {{
+      {TUNNEL} {{
+        local_ts = 10.2.0.0/24
+        remote_ts = 10.1.0.0/24
+        esp_proposals = aes256gcm16
+        start_action = none
+        close_action = none
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-soak {{
+    id-a = {WAN_A}
+    id-b = {WAN_B}
+    secret = "{psk}"
+  }}
+}}
+"#,
+            psk = psk.trim()
+        );
+        std::fs::write(d.join("strongswan.conf"), conf).expect("strongswan.conf");
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(d.join("swanctl.conf"))
+                .and_then(|mut f| f.write_all(swanctl.as_bytes()))
+                .expect("swanctl.conf");
+        }
+        let log = std::fs::File::create(d.join("charon.stdout")).expect("charon log");
+        let log2 = log.try_clone().expect("clone fd");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, CHARON])
+            .env("STRONGSWAN_CONF", d.join("strongswan.conf"))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .expect("start charon");
+        let me = Swan {
+            dir: d.clone(),
+            charon: Some(child),
+        };
+        let vici = d.join("charon.vici");
+        assert!(
+            wait_for(Duration::from_secs(10), || vici.exists().then_some(())).is_some(),
+            "charon did not start: {}",
+            std::fs::read_to_string(d.join("charon.stdout")).unwrap_or_default()
+        );
+        let file = d.join("swanctl.conf").to_string_lossy().into_owned();
+        let out = me
+            .swanctl(&["--load-all", "--file", &file])
+            .unwrap_or_else(|e| panic!("swanctl --load-all: {e}"));
+        assert!(out.contains("loaded connection 'cw'"), "swanctl: {out}");
+        me
+    }
+
+    fn swanctl(&self, args: &[&str]) -> Result<String, String> {
+        let uri = format!("unix://{}", self.dir.join("charon.vici").display());
+        let out = Command::new(SWANCTL)
+            .args(args)
+            .args(["--uri", &uri])
+            .env("STRONGSWAN_CONF", self.dir.join("strongswan.conf"))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(format!(
+                "swanctl {}: {text} {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// (spi_in, spi_out) of every installed CHILD_SA (`swanctl --list-sas`).
+    fn child_spis(&self) -> Vec<(String, String)> {
+        let Ok(text) = self.swanctl(&["--list-sas"]) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut cur_in = None;
+        for line in text.lines() {
+            let l = line.trim();
+            let spi = || {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim_end_matches(',')
+                    .to_lowercase()
+            };
+            if l.starts_with("in ") {
+                cur_in = Some(spi());
+            } else if l.starts_with("out ") {
+                if let Some(i) = cur_in.take() {
+                    out.push((i, spi()));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Swan {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.charon.take() {
+            if let Ok(pid) = i32::try_from(c.id()) {
+                // SAFETY: plain kill(2) on our own child's pid.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+            if wait_for(Duration::from_secs(5), || c.try_wait().ok().flatten()).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// A temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The lab. Field order is drop order: processes first, then namespaces, then files.
+struct Lab {
+    a: Daemon,
+    b: PeerB,
+    host_a: Netns,
+    host_b: Netns,
+    gw_a: Netns,
+    gw_b: Netns,
+    dir: TempDir,
+}
+
+/// The config of gw-a (`a_side`, initiates) or gw-b (waits for the peer).
+fn site_config(dir: &Path, a_side: bool, extra: &str) -> String {
+    let (tag, wan, peer, local, remote, start) = if a_side {
+        ("a", WAN_A, WAN_B, "10.1.0.0/24", "10.2.0.0/24", "start")
+    } else {
+        ("b", WAN_B, WAN_A, "10.2.0.0/24", "10.1.0.0/24", "none")
+    };
+    format!(
+        r#"[daemon]
+control_socket = "{dir}/{tag}.sock"
+
+[[tunnel]]
+name = "{TUNNEL}"
+local_addrs = "{wan}"
+remote_addrs = "{peer}"
+psk_file = "{dir}/soak.psk"
+local_ts = ["{local}"]
+remote_ts = ["{remote}"]
+mtu = 1400
+start_action = "{start}"
+{extra}
+"#,
+        dir = dir.display()
+    )
+}
+
+/// Builds host-a — gw-a ══ gw-b — host-b, writes configs (with `extra` tunnel keys on both
+/// sides) and starts both daemons; gw-a initiates. Waits for the Child SA on both sides.
+fn lab(test: &str, extra: &str) -> Lab {
+    lab_with(test, extra, false)
+}
+
+/// [`lab`] with strongSwan (charon, kernel-libipsec) as gw-b when `swan`.
+fn lab_with(test: &str, extra: &str, swan: bool) -> Lab {
+    let pid = std::process::id();
+    let dir = std::env::temp_dir().join(format!("cw-{test}-{pid}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = TempDir(dir);
+    let d = dir.0.clone();
+    let host_a = Netns::create(format!("cw-{test}-{pid}-ha"));
+    let host_b = Netns::create(format!("cw-{test}-{pid}-hb"));
+    let gw_a = Netns::create(format!("cw-{test}-{pid}-a"));
+    let gw_b = Netns::create(format!("cw-{test}-{pid}-b"));
+    gw_a.ip(&[
+        "link", "add", "wan", "type", "veth", "peer", "name", "wan", "netns", &gw_b.name,
+    ]);
+    gw_a.ip(&[
+        "link",
+        "add",
+        "lan",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &host_a.name,
+    ]);
+    gw_b.ip(&[
+        "link",
+        "add",
+        "lan",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &host_b.name,
+    ]);
+    for (gw, wan, peer, lan, host, host_addr) in [
+        (&gw_a, WAN_A, WAN_B, "10.1.0.1", &host_a, "10.1.0.10/24"),
+        (&gw_b, WAN_B, WAN_A, "10.2.0.1", &host_b, "10.2.0.10/24"),
+    ] {
+        gw.ip(&["addr", "add", &format!("{wan}/24"), "dev", "wan"]);
+        gw.ip(&["link", "set", "wan", "up"]);
+        gw.ip(&["route", "add", &format!("{peer}/32"), "dev", "wan"]);
+        gw.ip(&["addr", "add", &format!("{lan}/24"), "dev", "lan"]);
+        gw.ip(&["link", "set", "lan", "up"]);
+        for (k, v) in [
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+        ] {
+            gw.exec("sysctl", &["-qw", &format!("{k}={v}")])
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        host.ip(&["addr", "add", host_addr, "dev", "eth0"]);
+        host.ip(&["link", "set", "eth0", "up"]);
+        host.ip(&["route", "add", "default", "via", lan]);
+    }
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut rnd = [0u8; 16];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open("/dev/urandom").expect("urandom"),
+            &mut rnd,
+        )
+        .expect("urandom");
+        let psk: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(d.join("soak.psk"))
+            .and_then(|mut f| f.write_all(psk.as_bytes()))
+            .expect("psk file");
+    }
+    let ca = d.join("a.toml");
+    let cb = d.join("b.toml");
+    std::fs::write(&ca, site_config(&d, true, extra)).expect("config a");
+    std::fs::write(&cb, site_config(&d, false, extra)).expect("config b");
+    let b = if swan {
+        PeerB::Swan(Swan::start(&gw_b, &d))
+    } else {
+        PeerB::Cw(Daemon::start(
+            &gw_b,
+            &cb,
+            &d.join("b.sock"),
+            &d.join("b.log"),
+        ))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let a = Daemon::start(&gw_a, &ca, &d.join("a.sock"), &d.join("a.log"));
+    let lab = Lab {
+        a,
+        b,
+        host_a,
+        host_b,
+        gw_a,
+        gw_b,
+        dir,
+    };
+    let up = wait_for(Duration::from_secs(20), || {
+        let sa = lab.a.child_spis();
+        let sb = lab.b.child_spis();
+        (sa.len() == 1 && sb.len() == 1 && sa[0].0 == sb[0].1 && sa[0].1 == sb[0].0).then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "no Child SA within 20 s\n--- gw-a:\n{}\n--- gw-b:\n{}",
+        lab.a.log_tail(30),
+        lab.b.log_tail(30)
+    );
+    lab
+}
+
+fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let until = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Rekeys counted per initiating side.
+#[derive(Default, Debug)]
+struct Rekeys {
+    by_a: u32,
+    by_b: u32,
+    /// Slowest rekey (request → new pair alone on both sides).
+    slowest: Duration,
+}
+
+/// One Child SA rekey started by `a_side` (gw-a if true): waits until both sides hold
+/// exactly one, new, matching SA pair.
+fn rekey_once(lab: &Lab, a_side: bool, n: &mut Rekeys) -> Result<(), String> {
+    let before = lab.a.child_spis();
+    let [(old_in, _)] = before.as_slice() else {
+        return Err(format!(
+            "gw-a does not hold exactly one Child SA: {before:?}"
+        ));
+    };
+    let t0 = Instant::now();
+    if a_side {
+        lab.a.cli(&["rekey", TUNNEL])?;
+    } else {
+        lab.b.rekey()?;
+    }
+    let done = wait_for(Duration::from_secs(10), || {
+        let sa = lab.a.child_spis();
+        let sb = lab.b.child_spis();
+        // strongSwan keeps a rekeyed inbound SA listed for `delete_rekeyed_delay` (5 s):
+        // there the new pair only has to be among gw-b's SAs.
+        let alone = sb.len() == 1 || lab.b.cw().is_none();
+        (sa.len() == 1
+            && alone
+            && sa[0].0 != *old_in
+            && sb.iter().any(|(i, o)| *i == sa[0].1 && *o == sa[0].0))
+        .then_some(())
+    });
+    if done.is_none() {
+        return Err(format!(
+            "rekey by gw-{} not clean within 10 s: gw-a {:?}, gw-b {:?}",
+            if a_side { "a" } else { "b" },
+            lab.a.child_spis(),
+            lab.b.child_spis()
+        ));
+    }
+    n.slowest = n.slowest.max(t0.elapsed());
+    if a_side {
+        n.by_a += 1;
+    } else {
+        n.by_b += 1;
+    }
+    Ok(())
+}
+
+/// Rekeys alternately from both sides, pausing `every` between rekeys, until 2 s before
+/// `client` (running `secs`) ends; then returns the counts and the client's stdout.
+fn rekey_while(
+    lab: &Lab,
+    client: Reap,
+    secs: u64,
+    every: Duration,
+) -> (Rekeys, Result<String, String>) {
+    let mut n = Rekeys::default();
+    let t0 = Instant::now();
+    // Rekeys stop 2 s before the client does: every one of them is under traffic.
+    let stop_at = Duration::from_secs(secs.saturating_sub(2));
+    let mut a_side = true;
+    while t0.elapsed() < stop_at {
+        if let Err(e) = rekey_once(lab, a_side, &mut n) {
+            drop(client);
+            panic!(
+                "{e} after {n:?}\n--- gw-a:\n{}\n--- gw-b:\n{}",
+                lab.a.log_tail(30),
+                lab.b.log_tail(30)
+            );
+        }
+        a_side = match std::env::var("CW_SOAK_ONLY").as_deref() {
+            Ok("a") => true,
+            Ok("b") => false,
+            _ => !a_side,
+        };
+        std::thread::sleep(every);
+    }
+    let out = client.wait_output(Duration::from_secs(secs + 20));
+    (n, out)
+}
+
+/// Pause between rekeys: `default_ms`, or `CW_SOAK_REKEY_MS` (to reproduce by hand).
+fn pace(default_ms: u64) -> Duration {
+    let ms = std::env::var("CW_SOAK_REKEY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_ms);
+    Duration::from_millis(ms)
+}
+
+fn iperf_server(lab: &Lab) -> Reap {
+    let s = Reap(Some(lab.host_b.spawn(
+        "iperf3",
+        &["-s", "-1", "-B", HOST_B, "-p", "5201"],
+        Stdio::null(),
+    )));
+    std::thread::sleep(Duration::from_millis(500));
+    s
+}
+
+fn drops(lab: &Lab) -> String {
+    let one = |d: &Daemon| {
+        d.sa()
+            .and_then(|s| {
+                s.find_tunnel(TUNNEL)
+                    .and_then(|t| t.get("drops"))
+                    .map(Json::to_text)
+            })
+            .unwrap_or_default()
+    };
+    let nonzero = |j: String| {
+        // Only the reasons with a count, e.g. `replay=3`.
+        let mut v = Vec::new();
+        if let Some(Json::Obj(kv)) = Json::parse(&j) {
+            for (k, n) in kv {
+                if n.num().unwrap_or(0.0) > 0.0 {
+                    v.push(format!("{k}={}", n.num().unwrap_or(0.0)));
+                }
+            }
+        }
+        v.join(" ")
+    };
+    let counters = |d: &Daemon| {
+        d.sa()
+            .and_then(|s| {
+                s.find_tunnel(TUNNEL)
+                    .and_then(|t| t.get("counters"))
+                    .map(Json::to_text)
+            })
+            .unwrap_or_default()
+    };
+    format!(
+        "counters gw-a {} gw-b {}; causeway drops gw-a [{}] gw-b [{}]; kernel: UDP RcvbufErrors host-a {} gw-a {} gw-b {} host-b {}, TUN tx_dropped gw-a {} gw-b {}, raw-socket drops gw-a {} gw-b {}",
+        counters(&lab.a),
+        lab.b.cw().map(counters).unwrap_or_default(),
+        nonzero(one(&lab.a)),
+        nonzero(lab.b.cw().map(one).unwrap_or_default()),
+        lab.host_a.udp_rcvbuf_errors(),
+        lab.gw_a.udp_rcvbuf_errors(),
+        lab.gw_b.udp_rcvbuf_errors(),
+        lab.host_b.udp_rcvbuf_errors(),
+        lab.gw_a.tx_dropped(IFACE),
+        lab.gw_b.tx_dropped(IFACE),
+        lab.gw_a.raw_drops(),
+        lab.gw_b.raw_drops(),
+    )
+}
+
+/// Causeway ↔ Causeway: ≥ 20 Child SA rekeys started by each side while a 20 Mbit/s iperf3
+/// UDP stream (1000-byte datagrams) runs host-a → host-b: zero datagrams lost.
+///
+/// IGNORED: fails reliably on the current daemon: datagrams lost on rekeys (e.g. 16–41
+/// of 74,998 across 54 rekeys; ~450 across 83 on a loaded box), with no kernel drop (UDP
+/// RcvbufErrors, raw-socket drops, TUN tx_dropped all 0) and no tunnel drop counter moving: gw-a's `packets_out` minus
+/// gw-b's `packets_in` equals iperf3's loss. Consistent with the old inbound SA being
+/// removed the moment its Delete is processed (src/tunnel.rs `remove_child`, no linger)
+/// while ESP sealed with it is still queued, dropped as `unknown_spi` in the dataplane's
+/// global counters, which the daemon does not report. Un-ignore when fixed:
+/// `cargo test -p causeway --test rekey_soak -- --ignored --nocapture`
+/// (`CW_SOAK_ONLY=a|b` rekeys from one side only, `CW_SOAK_REKEY_MS` sets the pace).
+#[test]
+#[ignore = "daemon loses ~0.3 datagrams per Child SA rekey (old inbound SA removed without linger)"]
+fn udp_zero_loss_across_rekeys_causeway_peer() {
+    if !can_run(&["ip", "iperf3", "sysctl", "ping"]) {
+        return;
+    }
+    let _serial = serial();
+    let t_start = Instant::now();
+    // Lifetimes long enough that only the requested rekeys happen.
+    let lab = lab(
+        "soaku",
+        "child_lifetime = \"600s\"\nike_lifetime = \"3600s\"\n",
+    );
+    // Warm-up: the path works (and ARP is resolved) before the measured stream.
+    lab.host_a
+        .exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", "-q", HOST_B])
+        .unwrap_or_else(|e| panic!("ping through the tunnel: {e}"));
+    const UDP_SECS: u64 = 30;
+    let server = iperf_server(&lab);
+    let t = UDP_SECS.to_string();
+    let client = Reap(Some(lab.host_a.spawn(
+        "iperf3",
+        &[
+            "-c", HOST_B, "-p", "5201", "-u", "-b", "20M", "-l", "1000", "-t", &t, "-J",
+        ],
+        Stdio::piped(),
+    )));
+    std::thread::sleep(Duration::from_millis(500));
+    let (n, out) = rekey_while(&lab, client, UDP_SECS, pace(300));
+    drop(server);
+    let out = out.unwrap_or_else(|e| panic!("iperf3 UDP client: {e}"));
+    let j = Json::parse(&out).expect("iperf3 -J output is JSON");
+    let end = j.get("end").expect("iperf3 end");
+    let recv = end
+        .get("sum_received")
+        .or_else(|| end.get("sum"))
+        .expect("iperf3 end.sum_received");
+    let sent = end
+        .get("sum_sent")
+        .and_then(|s| s.get("packets"))
+        .and_then(Json::num)
+        .unwrap_or(-1.0);
+    let lost = recv
+        .get("lost_packets")
+        .and_then(Json::num)
+        .expect("lost_packets");
+    let packets = recv.get("packets").and_then(Json::num).expect("packets");
+    println!(
+        "UDP 20M/1000B {UDP_SECS}s: sent {sent}, receiver packets {packets}, lost {lost}; rekeys by gw-a {}, by gw-b {}, slowest {:?}; runtime {:.1}s; {}",
+        n.by_a,
+        n.by_b,
+        n.slowest,
+        t_start.elapsed().as_secs_f64(),
+        drops(&lab)
+    );
+    assert!(
+        n.by_a >= 20 && n.by_b >= 20,
+        "too few rekeys under traffic (want 20 per side): {n:?}"
+    );
+    assert!(packets > 0.0, "iperf3 saw no datagrams");
+    assert_eq!(lost, 0.0, "datagrams lost across rekeys; {}", drops(&lab));
+}
+
+/// Causeway ↔ Causeway: an iperf3 TCP transfer completes while ≥ 10 Child SA rekeys are
+/// started by each side (≥ 20 in all), and the tunnel still carries traffic afterwards.
+#[test]
+fn tcp_transfer_across_rekeys_causeway_peer() {
+    if !can_run(&["ip", "iperf3", "sysctl", "ping"]) {
+        return;
+    }
+    let _serial = serial();
+    let t_start = Instant::now();
+    let lab = lab(
+        "soakt",
+        "child_lifetime = \"600s\"\nike_lifetime = \"3600s\"\n",
+    );
+    lab.host_a
+        .exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", "-q", HOST_B])
+        .unwrap_or_else(|e| panic!("ping through the tunnel: {e}"));
+    const TCP_SECS: u64 = 15;
+    let server = iperf_server(&lab);
+    let t = TCP_SECS.to_string();
+    let client = Reap(Some(lab.host_a.spawn(
+        "iperf3",
+        &["-c", HOST_B, "-p", "5201", "-t", &t, "-J"],
+        Stdio::piped(),
+    )));
+    std::thread::sleep(Duration::from_millis(300));
+    let (n, out) = rekey_while(&lab, client, TCP_SECS, pace(300));
+    drop(server);
+    let out = out.unwrap_or_else(|e| panic!("iperf3 TCP client: {e}; {}", drops(&lab)));
+    let j = Json::parse(&out).expect("iperf3 -J output is JSON");
+    let end = j.get("end").expect("iperf3 end");
+    let bytes = end
+        .get("sum_received")
+        .and_then(|s| s.get("bytes"))
+        .and_then(Json::num)
+        .expect("end.sum_received.bytes");
+    let retrans = end
+        .get("sum_sent")
+        .and_then(|s| s.get("retransmits"))
+        .and_then(Json::num)
+        .unwrap_or(-1.0);
+    println!(
+        "TCP {TCP_SECS}s: {bytes} bytes received, {retrans} retransmits; rekeys by gw-a {}, by gw-b {}, slowest {:?}; runtime {:.1}s; {}",
+        n.by_a,
+        n.by_b,
+        n.slowest,
+        t_start.elapsed().as_secs_f64(),
+        drops(&lab)
+    );
+    assert!(
+        n.by_a >= 10 && n.by_b >= 10,
+        "too few rekeys under traffic (want 10 per side): {n:?}"
+    );
+    assert!(bytes > 1_000_000.0, "TCP transfer moved only {bytes} bytes");
+    lab.host_a
+        .exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", "-q", HOST_B])
+        .unwrap_or_else(|e| panic!("ping after the rekeys: {e}"));
+}
+
+/// A minimal JSON value (the tests may not add dependencies): enough for
+/// `causeway sa --json` and `iperf3 -J`.
+#[derive(Debug, Clone, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn parse(s: &str) -> Option<Json> {
+        let b = s.as_bytes();
+        let mut i = 0;
+        let v = Self::value(b, &mut i)?;
+        Self::ws(b, &mut i);
+        (i == b.len()).then_some(v)
+    }
+
+    /// Back to JSON text (numbers as f64).
+    fn to_text(&self) -> String {
+        match self {
+            Json::Null => "null".into(),
+            Json::Bool(b) => b.to_string(),
+            Json::Num(n) => n.to_string(),
+            Json::Str(s) => format!("{s:?}"),
+            Json::Arr(v) => format!(
+                "[{}]",
+                v.iter().map(Json::to_text).collect::<Vec<_>>().join(",")
+            ),
+            Json::Obj(v) => format!(
+                "{{{}}}",
+                v.iter()
+                    .map(|(k, x)| format!("{k:?}:{}", x.to_text()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Obj(v) => v.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn arr(&self) -> Option<Vec<Json>> {
+        match self {
+            Json::Arr(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    fn str(&self) -> Option<&str> {
+        match self {
+            Json::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn num(&self) -> Option<f64> {
+        match self {
+            Json::Num(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// In a `causeway sa --json` array (or a status snapshot): the tunnel called `name`.
+    fn find_tunnel(&self, name: &str) -> Option<&Json> {
+        let list = match self {
+            Json::Arr(v) => v,
+            Json::Obj(_) => match self.get("tunnels")? {
+                Json::Arr(v) => v,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        list.iter()
+            .find(|t| t.get("name").and_then(Json::str) == Some(name))
+    }
+
+    fn ws(b: &[u8], i: &mut usize) {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    }
+
+    fn value(b: &[u8], i: &mut usize) -> Option<Json> {
+        Self::ws(b, i);
+        match *b.get(*i)? {
+            b'{' => {
+                *i += 1;
+                let mut v = Vec::new();
+                Self::ws(b, i);
+                if b.get(*i) == Some(&b'}') {
+                    *i += 1;
+                    return Some(Json::Obj(v));
+                }
+                loop {
+                    Self::ws(b, i);
+                    let Json::Str(k) = Self::value(b, i)? else {
+                        return None;
+                    };
+                    Self::ws(b, i);
+                    if b.get(*i) != Some(&b':') {
+                        return None;
+                    }
+                    *i += 1;
+                    v.push((k, Self::value(b, i)?));
+                    Self::ws(b, i);
+                    match b.get(*i)? {
+                        b',' => *i += 1,
+                        b'}' => {
+                            *i += 1;
+                            return Some(Json::Obj(v));
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                *i += 1;
+                let mut v = Vec::new();
+                Self::ws(b, i);
+                if b.get(*i) == Some(&b']') {
+                    *i += 1;
+                    return Some(Json::Arr(v));
+                }
+                loop {
+                    v.push(Self::value(b, i)?);
+                    Self::ws(b, i);
+                    match b.get(*i)? {
+                        b',' => *i += 1,
+                        b']' => {
+                            *i += 1;
+                            return Some(Json::Arr(v));
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'"' => {
+                *i += 1;
+                let mut s = String::new();
+                loop {
+                    let c = *b.get(*i)?;
+                    *i += 1;
+                    match c {
+                        b'"' => return Some(Json::Str(s)),
+                        b'\\' => {
+                            let e = *b.get(*i)?;
+                            *i += 1;
+                            match e {
+                                b'n' => s.push('\n'),
+                                b't' => s.push('\t'),
+                                b'r' => s.push('\r'),
+                                b'b' => s.push('\u{8}'),
+                                b'f' => s.push('\u{c}'),
+                                b'u' => {
+                                    let hex = std::str::from_utf8(b.get(*i..*i + 4)?).ok()?;
+                                    *i += 4;
+                                    let cp = u32::from_str_radix(hex, 16).ok()?;
+                                    s.push(char::from_u32(cp).unwrap_or('\u{fffd}'));
+                                }
+                                other => s.push(char::from(other)),
+                            }
+                        }
+                        _ => {
+                            // Copy a whole UTF-8 sequence.
+                            let start = *i - 1;
+                            let mut end = *i;
+                            while end < b.len() && (b[end] & 0xC0) == 0x80 {
+                                end += 1;
+                            }
+                            s.push_str(std::str::from_utf8(&b[start..end]).ok()?);
+                            *i = end;
+                        }
+                    }
+                }
+            }
+            b't' if b[*i..].starts_with(b"true") => {
+                *i += 4;
+                Some(Json::Bool(true))
+            }
+            b'f' if b[*i..].starts_with(b"false") => {
+                *i += 5;
+                Some(Json::Bool(false))
+            }
+            b'n' if b[*i..].starts_with(b"null") => {
+                *i += 4;
+                Some(Json::Null)
+            }
+            _ => {
+                let start = *i;
+                while *i < b.len()
+                    && matches!(b[*i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    *i += 1;
+                }
+                std::str::from_utf8(&b[start..*i])
+                    .ok()?
+                    .parse()
+                    .ok()
+                    .map(Json::Num)
+            }
+        }
+    }
+}
+
+#[test]
+fn json_parser_reads_what_the_tests_need() {
+    let j = Json::parse(r#"[{"name":"soak","child_sas":[{"spi_in":"c1a2","spi_out":"0b"}],"x":[1,-2.5e1,true,false,null,"\u00e9\n"]}]"#)
+        .expect("parses");
+    let t = j.find_tunnel("soak").expect("tunnel");
+    let c = t.get("child_sas").and_then(Json::arr).expect("child_sas");
+    assert_eq!(c[0].get("spi_in").and_then(Json::str), Some("c1a2"));
+    assert_eq!(
+        t.get("x"),
+        Some(&Json::Arr(vec![
+            Json::Num(1.0),
+            Json::Num(-25.0),
+            Json::Bool(true),
+            Json::Bool(false),
+            Json::Null,
+            Json::Str("é\n".into())
+        ]))
+    );
+    assert!(Json::parse("{\"a\":").is_none());
+    assert!(Json::parse("[1,]").is_none());
+}
+
+impl Daemon {
+    /// SIGKILL (no Deletes sent), and reap.
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `causeway status --json`: (state, last_error) of the tunnel.
+    fn tunnel_state(&self) -> Option<(String, Option<String>)> {
+        let j = Json::parse(&self.cli(&["status", "--json"]).ok()?)?;
+        let t = j.find_tunnel(TUNNEL)?;
+        Some((
+            t.get("state")?.str()?.to_string(),
+            t.get("last_error").and_then(Json::str).map(str::to_string),
+        ))
+    }
+}
+
+/// Peer killed (SIGKILL: no Delete): gw-a's DPD (dpd_delay 2 s) declares it dead and
+/// `causeway status --json` shows the tunnel not established, with a reason; the peer
+/// restarted: the tunnel comes back by itself (dpd_action restart, INITIAL_CONTACT) and
+/// traffic flows again.
+///
+/// IGNORED because of its runtime (~175 s): the daemon's DPD gives up only after the IKE
+/// engine's fixed retransmission schedule (4 s × 1.8^n, 5 retransmissions ≈ 165 s; not
+/// configurable from the config, src/tunnel.rs `ike_config`), so detection takes
+/// dpd_delay + ~165 s whatever dpd_delay is (measured 167.7 s with dpd_delay 2 s).
+/// Run: `cargo test -p causeway --test rekey_soak -- --ignored dead_peer --nocapture`.
+#[test]
+#[ignore = "takes ~175 s: DPD detection = dpd_delay + fixed ~165 s retransmission schedule"]
+fn dead_peer_detected_and_tunnel_restored() {
+    if !can_run(&["ip", "sysctl", "ping"]) {
+        return;
+    }
+    let _serial = serial();
+    let t_start = Instant::now();
+    let mut lab = lab(
+        "soakd",
+        "dpd_delay = \"2s\"\ndpd_action = \"restart\"\nchild_lifetime = \"600s\"\n",
+    );
+    lab.host_a
+        .exec("ping", &["-c", "2", "-i", "0.2", "-W", "2", "-q", HOST_B])
+        .unwrap_or_else(|e| panic!("ping through the tunnel: {e}"));
+    let config_b = lab.dir.0.join("b.toml");
+    let b = lab.b.cw().expect("causeway peer");
+    let socket_b = b.socket.clone();
+    let log_b = b.log.clone();
+    if let PeerB::Cw(b) = &mut lab.b {
+        b.kill9();
+    }
+    let killed = Instant::now();
+    let down = wait_for(Duration::from_secs(240), || {
+        let (state, err) = lab.a.tunnel_state()?;
+        (state != "established" && err.is_some()).then_some((state, err))
+    });
+    let detect = killed.elapsed();
+    let Some((state, err)) = down else {
+        panic!(
+            "gw-a did not notice the dead peer within 240 s: {:?}\n--- gw-a:\n{}",
+            lab.a.tunnel_state(),
+            lab.a.log_tail(30)
+        );
+    };
+    println!("dead peer detected after {detect:.1?}: state {state}, last_error {err:?}");
+    // The bound: dpd_delay, then the first send and 5 retransmissions 4 s × 1.8^n apart
+    // (the IKE engine's defaults), plus polling slack.
+    let bound = 2.0 + (0..6).map(|n| 4.0 * 1.8f64.powi(n)).sum::<f64>() + 5.0;
+    assert!(
+        detect.as_secs_f64() <= bound,
+        "DPD took {detect:?}, bound {bound:.1}s"
+    );
+    // Restart the peer: gw-a keeps trying (dpd_action restart) and comes back by itself.
+    let _ = std::fs::remove_file(&socket_b);
+    lab.b = PeerB::Cw(Daemon::start(&lab.gw_b, &config_b, &socket_b, &log_b));
+    let restarted = Instant::now();
+    let up = wait_for(Duration::from_secs(120), || {
+        let sa = lab.a.child_spis();
+        let sb = lab.b.child_spis();
+        (sa.len() == 1 && sb.len() == 1 && sa[0].0 == sb[0].1 && sa[0].1 == sb[0].0).then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "tunnel not back within 120 s of the restart: gw-a {:?} {:?}, gw-b {:?}\n--- gw-a:\n{}\n--- gw-b:\n{}",
+        lab.a.tunnel_state(),
+        lab.a.child_spis(),
+        lab.b.child_spis(),
+        lab.a.log_tail(30),
+        lab.b.log_tail(30)
+    );
+    let back = restarted.elapsed();
+    let ping = wait_for(Duration::from_secs(10), || {
+        lab.host_a
+            .exec("ping", &["-c", "2", "-i", "0.2", "-W", "2", "-q", HOST_B])
+            .ok()
+            .and_then(|o| {
+                o.lines()
+                    .find(|l| l.contains("packets transmitted"))
+                    .map(str::to_string)
+            })
+    });
+    println!(
+        "tunnel back {back:.1?} after the peer restarted; ping {}; runtime {:.1}s",
+        ping.as_deref().unwrap_or("failed").trim(),
+        t_start.elapsed().as_secs_f64()
+    );
+    assert!(ping.is_some(), "no traffic after the tunnel came back");
+}
+
+/// Causeway (gw-a) ↔ strongSwan charon with kernel-libipsec (gw-b): ≥ 20 Child SA rekeys
+/// started by each side (`causeway rekey` / `swanctl --rekey`) under a 20 Mbit/s iperf3
+/// UDP stream. The loss is printed; the assertions are on Causeway's side (every rekey
+/// completes with matching SPIs on both ends and no Causeway drop counter moves) because
+/// libipsec's own behaviour during rekeys is not ours to assert.
+#[test]
+fn udp_across_rekeys_strongswan_peer() {
+    if !can_run(&["ip", "iperf3", "sysctl", "ping"]) {
+        return;
+    }
+    if !Path::new(CHARON).exists() || !Path::new(SWANCTL).exists() {
+        eprintln!("skipping: strongSwan (charon-systemd, swanctl) missing");
+        return;
+    }
+    let _serial = serial();
+    let t_start = Instant::now();
+    let lab = lab_with(
+        "soaks",
+        "ike_proposals = [\"aes256-sha256-modp2048\"]\nesp_proposals = [\"aes256gcm16\"]\nencap = \"udp\"\nchild_lifetime = \"600s\"\nike_lifetime = \"3600s\"\n",
+        true,
+    );
+    lab.host_a
+        .exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", "-q", HOST_B])
+        .unwrap_or_else(|e| panic!("ping through the tunnel: {e}"));
+    const UDP_SECS: u64 = 30;
+    let server = iperf_server(&lab);
+    let t = UDP_SECS.to_string();
+    let client = Reap(Some(lab.host_a.spawn(
+        "iperf3",
+        &[
+            "-c", HOST_B, "-p", "5201", "-u", "-b", "20M", "-l", "1000", "-t", &t, "-J",
+        ],
+        Stdio::piped(),
+    )));
+    std::thread::sleep(Duration::from_millis(500));
+    let (n, out) = rekey_while(&lab, client, UDP_SECS, pace(300));
+    drop(server);
+    let out = out.unwrap_or_else(|e| panic!("iperf3 UDP client: {e}"));
+    let j = Json::parse(&out).expect("iperf3 -J output is JSON");
+    let end = j.get("end").expect("iperf3 end");
+    let recv = end
+        .get("sum_received")
+        .or_else(|| end.get("sum"))
+        .expect("iperf3 end.sum_received");
+    let sent = end
+        .get("sum_sent")
+        .and_then(|s| s.get("packets"))
+        .and_then(Json::num)
+        .unwrap_or(-1.0);
+    let lost = recv
+        .get("lost_packets")
+        .and_then(Json::num)
+        .expect("lost_packets");
+    let report = drops(&lab);
+    println!(
+        "strongSwan peer, UDP 20M/1000B {UDP_SECS}s: sent {sent}, lost {lost}; rekeys by gw-a {}, by strongSwan {}, slowest {:?}; runtime {:.1}s; {report}",
+        n.by_a,
+        n.by_b,
+        n.slowest,
+        t_start.elapsed().as_secs_f64(),
+    );
+    assert!(
+        n.by_a >= 20 && n.by_b >= 20,
+        "too few rekeys under traffic (want 20 per side): {n:?}"
+    );
+    assert!(
+        report.contains("causeway drops gw-a []"),
+        "Causeway dropped packets: {report}"
+    );
+    assert!(sent > 0.0, "iperf3 sent nothing");
+}
