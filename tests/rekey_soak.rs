@@ -858,17 +858,17 @@ fn drops(lab: &Lab) -> String {
 /// Causeway ↔ Causeway: ≥ 20 Child SA rekeys started by each side while a 20 Mbit/s iperf3
 /// UDP stream (1000-byte datagrams) runs host-a → host-b: zero datagrams lost.
 ///
-/// IGNORED: fails reliably on the current daemon: datagrams lost on rekeys (e.g. 16–41
-/// of 74,998 across 54 rekeys; ~450 across 83 on a loaded box), with no kernel drop (UDP
-/// RcvbufErrors, raw-socket drops, TUN tx_dropped all 0) and no tunnel drop counter moving: gw-a's `packets_out` minus
-/// gw-b's `packets_in` equals iperf3's loss. Consistent with the old inbound SA being
-/// removed the moment its Delete is processed (src/tunnel.rs `remove_child`, no linger)
-/// while ESP sealed with it is still queued, dropped as `unknown_spi` in the dataplane's
-/// global counters, which the daemon does not report. Un-ignore when fixed:
+/// IGNORED in CI: sensitive to machine load. Two daemon bugs made it fail on every run
+/// (the old inbound SA removed the moment its Delete was processed, and the
+/// CREATE_CHILD_SA response sent before the new inbound SA was installed); both are fixed,
+/// and since then gw-a's `packets_out` equals gw-b's `packets_in` across 38 + 38 rekeys
+/// (no datagram lost inside the tunnel). On a loaded 2-core box iperf3 still reports loss
+/// that the kernel counters attribute to host-b's socket receive buffer and to gw-a's TUN
+/// queue (causeway's reader starved of CPU), not to rekeying. Run it by hand:
 /// `cargo test -p causeway --test rekey_soak -- --ignored --nocapture`
 /// (`CW_SOAK_ONLY=a|b` rekeys from one side only, `CW_SOAK_REKEY_MS` sets the pace).
 #[test]
-#[ignore = "daemon loses ~0.3 datagrams per Child SA rekey (old inbound SA removed without linger)"]
+#[ignore = "load-sensitive: iperf3 loss from receive buffers / TUN queue on a busy machine"]
 fn udp_zero_loss_across_rekeys_causeway_peer() {
     if !can_run(&["ip", "iperf3", "sysctl", "ping"]) {
         return;
