@@ -126,6 +126,10 @@ pub struct Snapshot {
     pub bgp: Vec<NeighborStatus>,
     /// Routes learned (BGP) or configured (remote traffic selectors).
     pub routes: Vec<RouteStatus>,
+    /// Drops that belong to no tunnel, by reason (e.g. `unknown_spi`: ESP for an SPI
+    /// no tunnel has installed; `malformed`: runt or unparsable datagrams).
+    #[serde(default)]
+    pub dataplane_drops: BTreeMap<String, u64>,
 }
 
 /// State of one tunnel.
@@ -177,7 +181,7 @@ pub struct IkeSaStatus {
     pub spi_i: String,
     /// Responder SPI (hex).
     pub spi_r: String,
-    /// Negotiated transforms, strongSwan style (`aes256-sha256-modp2048s256`).
+    /// Negotiated transforms, strongSwan style with the PRF spelled out (`aes256-sha256-prfsha256-modp2048s256`).
     pub algorithms: String,
     /// Seconds since establishment.
     pub age_secs: u64,

@@ -68,6 +68,14 @@ impl Shared {
             tunnels: self.tunnels.iter().map(|t| t.status()).collect(),
             bgp: self.bgp.neighbors(),
             routes,
+            dataplane_drops: {
+                let c = self.dp.global_counters();
+                dataplane::DropReason::ALL
+                    .into_iter()
+                    .map(|r| (r.name().to_string(), c.dropped(r)))
+                    .filter(|(_, n)| *n > 0)
+                    .collect()
+            },
         }
     }
 

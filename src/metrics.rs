@@ -84,6 +84,19 @@ pub fn render(s: &Snapshot) -> String {
     }
     family(
         &mut out,
+        "causeway_dataplane_drops_total",
+        "counter",
+        "Packets dropped that belong to no tunnel (unknown SPI, malformed), by reason.",
+    );
+    for (reason, n) in &s.dataplane_drops {
+        let _ = writeln!(
+            out,
+            "causeway_dataplane_drops_total{{reason=\"{}\"}} {n}",
+            esc(reason)
+        );
+    }
+    family(
+        &mut out,
         "causeway_tunnel_up",
         "gauge",
         "1 when the tunnel has an established IKE SA and a Child SA.",

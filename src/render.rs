@@ -217,6 +217,14 @@ pub fn status(s: &Snapshot) -> String {
         s.routes.len(),
         installed
     );
+    if !s.dataplane_drops.is_empty() {
+        let list: Vec<String> = s
+            .dataplane_drops
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        let _ = writeln!(out, "dropped, no tunnel: {}", list.join(", "));
+    }
     out
 }
 
