@@ -123,14 +123,27 @@ fn main() {
         eprintln!("SKIP: iperf3 not installed");
         return;
     }
-    let reps: usize = env_or("TUNNEL_IPERF_REPS", "3").parse().unwrap_or(3);
-    let secs: u32 = env_or("TUNNEL_IPERF_SECS", "5").parse().unwrap_or(5);
-    let tests = env_or("TUNNEL_IPERF_TESTS", "tcp1,udp64");
+    // `cargo bench` passes --bench; under `cargo test --all-targets` this is a smoke run:
+    // one short repetition of one test on the first variant.
+    let bench_mode = std::env::args().any(|a| a == "--bench");
+    let (d_reps, d_secs, d_tests) = if bench_mode {
+        ("3", "5", "tcp1,udp64")
+    } else {
+        ("1", "1", "tcp1")
+    };
+    let reps: usize = env_or("TUNNEL_IPERF_REPS", d_reps).parse().unwrap_or(3);
+    let secs: u32 = env_or("TUNNEL_IPERF_SECS", d_secs).parse().unwrap_or(5);
+    let tests = env_or("TUNNEL_IPERF_TESTS", d_tests);
     let tests: Vec<&str> = tests.split(',').map(str::trim).collect();
     let wanted = env_or("TUNNEL_IPERF_VARIANTS", "");
     let variants: Vec<_> = VARIANTS
         .iter()
         .filter(|(n, _)| wanted.is_empty() || wanted.split(',').any(|w| w.trim() == *n))
+        .take(if bench_mode || !wanted.is_empty() {
+            usize::MAX
+        } else {
+            1
+        })
         .collect();
     let encap = if env_or("TUNNEL_IPERF_ENCAP", "udp") == "esp" {
         Encap::Esp
