@@ -1966,10 +1966,20 @@ fn prove_forced(lab: &Lab) -> Result<((), Vec<String>), String> {
         ));
     }
     let summary = ping(&lab.host_a, HOST_B, 3)?;
+    // An "internet" address behind gw-b (site B's local_ts is 0.0.0.0/0): host-a reaches
+    // it through the tunnel, and the answer comes back through it.
+    lab.gw_b
+        .ip(&["addr", "add", "203.0.113.9/32", "dev", "lo"])
+        .map_err(|e| format!("adding 203.0.113.9 to gw-b: {e}"))?;
+    let internet = ping(&lab.host_a, "203.0.113.9", 3)
+        .map_err(|e| format!("host-a cannot reach 203.0.113.9 behind gw-b: {e}"))?;
     Ok((
         (),
         vec![
             format!("gw-a (proto {PROTO}): {default}"),
+            format!(
+                "host-a -> 203.0.113.9 (an address behind gw-b, outside every LAN): {internet}"
+            ),
             format!(
                 "gw-a: route get {WAN_B}: {}",
                 pin.lines().next().unwrap_or("").trim()
