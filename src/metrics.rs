@@ -215,13 +215,25 @@ pub async fn serve_on(listener: TcpListener, snapshot: SnapshotFn) -> std::io::R
         };
         let snapshot = snapshot.clone();
         tokio::spawn(async move {
+            let timeout = std::time::Duration::from_secs(5);
+            // Read the whole request head (its content does not matter): closing with
+            // unread request bytes would make the kernel answer with a RST, which can
+            // destroy the response before the client read it.
             let mut buf = [0u8; 2048];
-            // Read the request head; its content does not matter.
-            let read =
-                tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
-                    .await;
-            if !matches!(read, Ok(Ok(n)) if n > 0) {
-                return;
+            let mut head_seen = Vec::with_capacity(64);
+            loop {
+                match tokio::time::timeout(timeout, stream.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => {
+                        head_seen.extend_from_slice(&buf[..n]);
+                        if head_seen.windows(4).any(|w| w == b"\r\n\r\n")
+                            || head_seen.windows(2).any(|w| w == b"\n\n")
+                            || head_seen.len() > 16 * 1024
+                        {
+                            break;
+                        }
+                    }
+                    _ => return,
+                }
             }
             let body = render(&snapshot());
             let head = format!(
@@ -230,6 +242,12 @@ pub async fn serve_on(listener: TcpListener, snapshot: SnapshotFn) -> std::io::R
             );
             let _ = stream.write_all(head.as_bytes()).await;
             let _ = stream.write_all(body.as_bytes()).await;
+            // FIN, then wait briefly for the client to close its side.
+            let _ = stream.shutdown().await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+            })
+            .await;
         });
     }
 }
