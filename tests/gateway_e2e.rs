@@ -20,59 +20,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::{can_run, have, run};
+
 const EXE: &str = env!("CARGO_BIN_EXE_causeway");
 const TUNNEL: &str = "e2e";
 const WAN_A: &str = "192.0.2.1";
 const WAN_B: &str = "198.51.100.7";
 const HOST_B: &str = "10.2.0.10";
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn can_run(tools: &[&str]) -> bool {
-    if !is_root() {
-        eprintln!("skipping: needs root (network namespaces, TUN)");
-        return false;
-    }
-    for tool in tools {
-        if !have(tool) {
-            eprintln!("skipping: `{tool}` missing (scripts/install-deps.sh)");
-            return false;
-        }
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        eprintln!("skipping: /dev/net/tun missing");
-        return false;
-    }
-    true
-}
-
-fn run(prog: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{prog}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`{prog} {}` failed: {} {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim(),
-            String::from_utf8_lossy(&out.stdout).trim()
-        ))
-    }
-}
 
 /// A network namespace, deleted on drop.
 struct Netns {
