@@ -150,6 +150,28 @@ pub fn start_side(
     Side { cmd: cmd_tx, done }
 }
 
+/// Waits until `ns` reaches `peer` on the underlay: the veth carrier is up and the
+/// neighbour resolved. Without it, the first tunneled packets can go out before the link
+/// has carrier and be lost (seen with the IPv6 outer: 3 sealed, 0 received).
+fn wait_underlay(ns: &NetNs, peer: IpAddr) {
+    let peer = peer.to_string();
+    let t0 = std::time::Instant::now();
+    loop {
+        let ok = ns
+            .exec("ping", &["-c", "1", "-W", "1", &peer])
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if ok {
+            return;
+        }
+        assert!(
+            t0.elapsed().as_secs() < 10,
+            "underlay to {peer} never came up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Two namespaces `a` (192.0.2.1) and `b` (192.0.2.2) joined by a veth, a tunnel
 /// `cw-e2e` in each: A's inner address 10.0.0.1, B's 10.0.0.2.
 pub struct Lab {
@@ -196,6 +218,7 @@ impl Lab {
         a.ip(&["link", "set", "veth0", "up"]).unwrap();
         b.ip(&["link", "set", "veth1", "up"]).unwrap();
         let (oa, ob): (IpAddr, IpAddr) = (net(outer_a).addr(), net(outer_b).addr());
+        wait_underlay(&a, ob);
         let ike_a = Arc::new(Mutex::new(Vec::new()));
         let ike_b = Arc::new(Mutex::new(Vec::new()));
         let sa = start_side(
