@@ -28,7 +28,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::api::{Request, Snapshot, TunnelStatus};
+use crate::api::{NeighborStatus, Request, Snapshot, TunnelStatus};
 use crate::control;
 
 mod swan;
@@ -144,6 +144,16 @@ impl Netns {
         ip(&v)
     }
 
+    /// A veth pair: `dev` here, `peer_dev` in `peer` (created inside the namespaces, so
+    /// never visible in the root namespace).
+    fn veth(&self, dev: &str, peer: &Netns, peer_dev: &str) -> Result<(), String> {
+        let peer_ns = peer.name.as_str();
+        self.ip(&[
+            "link", "add", dev, "type", "veth", "peer", "name", peer_dev, "netns", peer_ns,
+        ])
+        .map(|_| ())
+    }
+
     fn sysctl(&self, key: &str, value: &str) -> Result<(), String> {
         self.exec("sysctl", &["-qw", &format!("{key}={value}")])
             .map(|_| ())
@@ -218,27 +228,7 @@ impl Daemon {
 
     /// SIGTERM and wait up to `grace`; returns the exit status if it exited by itself.
     fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        if let Ok(Some(st)) = child.try_wait() {
-            return Some(st);
-        }
-        if let Ok(pid) = i32::try_from(child.id()) {
-            // `ip netns exec` execs the program, so the pid is causeway's own.
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        let until = Instant::now() + grace;
-        while Instant::now() < until {
-            if let Ok(Some(st)) = child.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        terminate(self.child.take()?, grace)
     }
 
     fn log_tail(&self, lines: usize) -> String {
@@ -246,6 +236,31 @@ impl Daemon {
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
+}
+
+/// SIGTERM to `child`, then up to `grace` for it to exit: its exit status, or `None`
+/// when it had to be killed (SIGKILL).
+fn terminate(mut child: Child, grace: Duration) -> Option<std::process::ExitStatus> {
+    if let Ok(Some(st)) = child.try_wait() {
+        return Some(st);
+    }
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // `ip netns exec` execs the program, so the pid is the program's own.
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    let until = Instant::now() + grace;
+    while Instant::now() < until {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 impl Drop for Daemon {
@@ -520,18 +535,12 @@ fn build_topology(pid: u32) -> Result<(Lab, Vec<String>), String> {
     };
     match &nat_ns {
         None => {
-            gw_a.ip(&[
-                "link", "add", "wan", "type", "veth", "peer", "name", "wan", "netns", &gw_b.name,
-            ])?;
+            gw_a.veth("wan", &gw_b, "wan")?;
         }
         Some(n) => {
             // gw-a (private) — NAT router (public WAN_A, masquerade) — gw-b.
-            gw_a.ip(&[
-                "link", "add", "wan", "type", "veth", "peer", "name", "lan", "netns", &n.name,
-            ])?;
-            n.ip(&[
-                "link", "add", "wan", "type", "veth", "peer", "name", "wan", "netns", &gw_b.name,
-            ])?;
+            gw_a.veth("wan", n, "lan")?;
+            n.veth("wan", &gw_b, "wan")?;
             n.ip(&["addr", "add", &format!("{NAT_LAN}/24"), "dev", "lan"])?;
             n.ip(&["addr", "add", &format!("{WAN_A}/24"), "dev", "wan"])?;
             n.ip(&["link", "set", "lan", "up"])?;
@@ -546,30 +555,8 @@ fn build_topology(pid: u32) -> Result<(Lab, Vec<String>), String> {
             res.map_err(|e| format!("NAT rules: {e}"))?;
         }
     }
-    gw_a.ip(&[
-        "link",
-        "add",
-        "lan",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        &host_a.name,
-    ])?;
-    gw_b.ip(&[
-        "link",
-        "add",
-        "lan",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        &host_b.name,
-    ])?;
+    gw_a.veth("lan", &host_a, "eth0")?;
+    gw_b.veth("lan", &host_b, "eth0")?;
     for (gw, wan, peer, lan_addr, host, host_addr) in [
         (
             &gw_a,
@@ -854,24 +841,7 @@ fn write_configs(dir: &Path, encap: &str) -> Result<(PathBuf, PathBuf), String> 
 }
 
 fn prove_cli(exe: &Path, d: &Daemon) -> Result<((), Vec<String>), String> {
-    let sock = d.socket.to_string_lossy().into_owned();
-    let run = |args: &[&str]| -> Result<String, String> {
-        let mut v = vec!["--socket", sock.as_str()];
-        v.extend_from_slice(args);
-        let out = Command::new(exe)
-            .args(&v)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!(
-                "`causeway {}` failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    let status = run(&["status"])?;
+    let status = cli(exe, d, &["status"])?;
     if !status.contains(&format!("tunnel {TUNNEL}  established")) {
         return Err(format!(
             "`causeway status` does not show the tunnel established:\n{status}"
@@ -882,15 +852,15 @@ fn prove_cli(exe: &Path, d: &Daemon) -> Result<((), Vec<String>), String> {
         ("bgp", "Established"),
         ("routes", "bgp"),
     ] {
-        let text = run(&[cmd])?;
+        let text = cli(exe, d, &[cmd])?;
         if !text.contains(want) {
             return Err(format!("`causeway {cmd}` lacks {want:?}:\n{text}"));
         }
-        let json = run(&[cmd, "--json"])?;
+        let json = cli(exe, d, &[cmd, "--json"])?;
         serde_json::from_str::<serde_json::Value>(&json)
             .map_err(|e| format!("`causeway {cmd} --json` is not JSON: {e}"))?;
     }
-    let json = run(&["status", "--json"])?;
+    let json = cli(exe, d, &["status", "--json"])?;
     let snap: Snapshot = serde_json::from_str(&json)
         .map_err(|e| format!("`causeway status --json` does not parse: {e}"))?;
     if tunnel_of(&snap).is_none() {
@@ -923,17 +893,20 @@ impl<'a> WireCounter<'a> {
     fn read(&self) -> Result<(u64, u64), String> {
         let text = self.ns.exec("nft", &["list", "table", "inet", "cwlab"])?;
         let count = |tag: &str| {
-            text.lines()
-                .find(|l| l.contains(&format!("comment \"{tag}\"")))
-                .and_then(|l| {
-                    let mut w = l.split_whitespace();
-                    w.find(|x| *x == "packets")?;
-                    w.next()?.parse::<u64>().ok()
-                })
-                .ok_or_else(|| format!("no {tag} counter in: {text}"))
+            nft_counter(&text, tag).ok_or_else(|| format!("no {tag} counter in: {text}"))
         };
         Ok((count("esp")? + count("espudp")?, count("plain")?))
     }
+}
+
+/// The packet count of the rule with `comment "<tag>"` in an `nft list` output.
+fn nft_counter(listing: &str, tag: &str) -> Option<u64> {
+    let rule = listing
+        .lines()
+        .find(|l| l.contains(&format!("comment \"{tag}\"")))?;
+    let mut words = rule.split_whitespace();
+    words.find(|w| *w == "packets")?;
+    words.next()?.parse().ok()
 }
 
 impl Drop for WireCounter<'_> {
@@ -1011,18 +984,7 @@ impl Peer for CausewayPeer {
         "causeway (AS 65515, Azure's proposals)".into()
     }
     fn child_spis(&self) -> Vec<(String, String)> {
-        self.d
-            .status()
-            .ok()
-            .and_then(|s| {
-                tunnel_of(&s).map(|t| {
-                    t.child_sas
-                        .iter()
-                        .map(|c| (c.spi_in.clone(), c.spi_out.clone()))
-                        .collect()
-                })
-            })
-            .unwrap_or_default()
+        daemon_child_spis(&self.d)
     }
     fn packets(&self) -> Option<(u64, u64)> {
         let s = self.d.status().ok()?;
@@ -1038,17 +1000,7 @@ impl Peer for CausewayPeer {
         s.bgp
             .iter()
             .find(|n| n.state == "Established" && n.prefixes_accepted > 0)
-            .map(|n| {
-                format!(
-                    "gw-b (AS 65515): neighbor {} AS{} {}: received {}, accepted {}, advertised {}",
-                    n.address,
-                    n.remote_asn,
-                    n.state,
-                    n.prefixes_received,
-                    n.prefixes_accepted,
-                    n.prefixes_advertised
-                )
-            })
+            .map(|n| neighbor_line("gw-b (AS 65515)", n))
     }
     fn learned(&self, prefix: &str) -> bool {
         ip(&["-n", &self.ns, "route", "show", "proto", &PROTO.to_string()])
@@ -1057,20 +1009,27 @@ impl Peer for CausewayPeer {
             .any(|l| l.starts_with(prefix) && l.contains(IFACE))
     }
     fn stop(&mut self) -> Result<Vec<String>, String> {
-        let st = self.d.stop(Duration::from_secs(10));
-        match st {
-            Some(s) if s.success() => {}
-            Some(s) => return Err(format!("gw-b: {s}")),
-            None => return Err("gw-b: did not exit within 10 s (killed)".into()),
-        }
-        check_clean(&self.ns, "gw-b")?;
-        Ok(vec![
-            "gw-b: exit 0, no proto 249 routes and no cw-lab device left".into(),
-        ])
+        Ok(vec![stop_clean(&mut self.d, &self.ns, "gw-b")?])
     }
     fn log_tail(&self) -> String {
         self.d.log_tail(3)
     }
+}
+
+/// (inbound SPI, outbound SPI) of each Child SA of the tunnel.
+fn spi_pairs(t: &TunnelStatus) -> Vec<(String, String)> {
+    t.child_sas
+        .iter()
+        .map(|c| (c.spi_in.clone(), c.spi_out.clone()))
+        .collect()
+}
+
+/// [`spi_pairs`] of the lab tunnel as the daemon reports it (none if it does not answer).
+fn daemon_child_spis(d: &Daemon) -> Vec<(String, String)> {
+    d.status()
+        .ok()
+        .and_then(|s| tunnel_of(&s).map(spi_pairs))
+        .unwrap_or_default()
 }
 
 fn drop_list(t: &TunnelStatus) -> String {
@@ -1087,6 +1046,20 @@ fn drop_list(t: &TunnelStatus) -> String {
     }
 }
 
+/// Stops a gateway's daemon (SIGTERM, 10 s); it must exit 0 and leave no routes and no
+/// TUN device behind ([`check_clean`]).
+fn stop_clean(d: &mut Daemon, ns: &str, tag: &str) -> Result<String, String> {
+    match d.stop(Duration::from_secs(10)) {
+        Some(s) if s.success() => {}
+        Some(s) => return Err(format!("{tag}: {s}")),
+        None => return Err(format!("{tag}: did not exit within 10 s (killed)")),
+    }
+    check_clean(ns, tag)?;
+    Ok(format!(
+        "{tag}: exit 0, no proto {PROTO} routes and no {IFACE} device left"
+    ))
+}
+
 /// No causeway routes and no TUN device left in a namespace.
 fn check_clean(ns: &str, tag: &str) -> Result<(), String> {
     let routes = ip(&["-n", ns, "route", "show", "proto", &PROTO.to_string()])?;
@@ -1099,17 +1072,22 @@ fn check_clean(ns: &str, tag: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What a finished command printed: its stdout, then its stderr.
+fn stdout_and_stderr(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 fn run_check(exe: &Path, cfg: &Path) -> Result<Vec<String>, String> {
     let c = cfg.to_string_lossy().into_owned();
     let out = Command::new(exe)
         .args(["check", "-c", &c])
         .output()
         .map_err(|e| e.to_string())?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = stdout_and_stderr(&out);
     if !out.status.success() {
         return Err(text.trim().to_string());
     }
@@ -1334,14 +1312,7 @@ fn lab_steps(
 
     // Clean shutdown.
     report.step("shutdown: SIGTERM, exit 0, routes and TUN removed", || {
-        let mut detail = vec![];
-        match da.stop(Duration::from_secs(10)) {
-            Some(s) if s.success() => {}
-            Some(s) => return Err(format!("gw-a: {s}")),
-            None => return Err("gw-a: did not exit within 10 s (killed)".into()),
-        }
-        check_clean(&lab.gw_a.name, "gw-a")?;
-        detail.push("gw-a: exit 0, no proto 249 routes and no cw-lab device left".into());
+        let mut detail = vec![stop_clean(&mut da, &lab.gw_a.name, "gw-a")?];
         detail.extend(peer.stop()?);
         Ok(((), detail))
     });
@@ -1397,10 +1368,7 @@ fn prove_ike(da: &Daemon, peer: &dyn Peer) -> Result<((), Vec<String>), String> 
                 format!(
                     "gw-a tunnel {}, child SAs {:?}{}",
                     t.state,
-                    t.child_sas
-                        .iter()
-                        .map(|c| (c.spi_in.clone(), c.spi_out.clone()))
-                        .collect::<Vec<_>>(),
+                    spi_pairs(t),
                     t.last_error
                         .as_deref()
                         .map(|e| format!(", last error: {e}"))
@@ -1539,18 +1507,23 @@ fn prove_bgp(da: &Daemon, peer: &dyn Peer) -> Result<((), Vec<String>), String> 
         da.started.elapsed().as_secs_f64()
     )];
     for n in &a.bgp {
-        detail.push(format!(
-            "gw-a (AS 65010): neighbor {} AS{} {}: received {}, accepted {}, advertised {}",
-            n.address,
-            n.remote_asn,
-            n.state,
-            n.prefixes_received,
-            n.prefixes_accepted,
-            n.prefixes_advertised
-        ));
+        detail.push(neighbor_line("gw-a (AS 65010)", n));
     }
     detail.push(b);
     Ok(((), detail))
+}
+
+/// One BGP neighbor of `side`, for the report.
+fn neighbor_line(side: &str, n: &NeighborStatus) -> String {
+    format!(
+        "{side}: neighbor {} AS{} {}: received {}, accepted {}, advertised {}",
+        n.address,
+        n.remote_asn,
+        n.state,
+        n.prefixes_received,
+        n.prefixes_accepted,
+        n.prefixes_advertised
+    )
 }
 
 fn prove_routes(lab: &Lab, peer: &dyn Peer) -> Result<((), Vec<String>), String> {
@@ -1616,29 +1589,6 @@ fn prove_terminate_initiate(
     peer: &dyn Peer,
     with_bgp: bool,
 ) -> Result<((), Vec<String>), String> {
-    let sock = da.socket.to_string_lossy().into_owned();
-    let cli = |args: &[&str]| -> Result<String, String> {
-        let mut v = vec!["--socket", sock.as_str()];
-        v.extend_from_slice(args);
-        let out = Command::new(exe)
-            .args(&v)
-            .output()
-            .map_err(|e| e.to_string())?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.success() {
-            Ok(text.trim().to_string())
-        } else {
-            Err(format!(
-                "`causeway {}` failed: {}",
-                args.join(" "),
-                text.trim()
-            ))
-        }
-    };
     let proto = PROTO.to_string();
     let bgp_routes = |ns: &Netns| -> usize {
         ns.ip(&["route", "show", "proto", &proto])
@@ -1651,7 +1601,7 @@ fn prove_terminate_initiate(
     let t0 = Instant::now();
     detail.push(format!(
         "causeway terminate {TUNNEL}: {}",
-        cli(&["terminate", TUNNEL])?
+        cli(exe, da, &["terminate", TUNNEL])?
     ));
     let down = wait_for(Duration::from_secs(10), || {
         let a = da.status().ok()?;
@@ -1681,7 +1631,7 @@ fn prove_terminate_initiate(
     let t1 = Instant::now();
     detail.push(format!(
         "causeway initiate {TUNNEL}: {}",
-        cli(&["initiate", TUNNEL])?
+        cli(exe, da, &["initiate", TUNNEL])?
     ));
     let want_routes = if with_bgp { ANNOUNCE_B.len() } else { 0 };
     let up = wait_for(Duration::from_secs(40), || {
@@ -1763,27 +1713,23 @@ fn prove_reload(da: &Daemon, peer: &dyn Peer, cfg_a: &Path) -> Result<((), Vec<S
     ))
 }
 
-/// Run the causeway CLI against a daemon's control socket.
+/// Runs the causeway CLI against a daemon's control socket: what it printed (stdout,
+/// trimmed), or an error with its stderr.
 fn cli(exe: &Path, d: &Daemon, args: &[&str]) -> Result<String, String> {
-    let sock = d.socket.to_string_lossy().into_owned();
-    let mut v = vec!["--socket", sock.as_str()];
-    v.extend_from_slice(args);
     let out = Command::new(exe)
-        .args(&v)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(args)
         .output()
         .map_err(|e| e.to_string())?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if out.status.success() {
-        Ok(text.trim().to_string())
+        Ok(stdout)
     } else {
         Err(format!(
-            "`causeway {}` failed: {}",
+            "`causeway {}` failed: {} {stdout}",
             args.join(" "),
-            text.trim()
+            String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
 }
@@ -1794,20 +1740,7 @@ fn prove_rekey(
     da: &Daemon,
     peer: &dyn Peer,
 ) -> Result<((), Vec<String>), String> {
-    let spis = |d: &Daemon| -> Vec<(String, String)> {
-        d.status()
-            .ok()
-            .and_then(|s| {
-                tunnel_of(&s).map(|t| {
-                    t.child_sas
-                        .iter()
-                        .map(|c| (c.spi_in.clone(), c.spi_out.clone()))
-                        .collect()
-                })
-            })
-            .unwrap_or_default()
-    };
-    let old = spis(da);
+    let old = daemon_child_spis(da);
     let Some((old_in, old_out)) = old.last().cloned() else {
         return Err("no Child SA to rekey".into());
     };
@@ -1817,7 +1750,7 @@ fn prove_rekey(
         cli(exe, da, &["rekey", TUNNEL])?
     )];
     let got = wait_for(Duration::from_secs(20), || {
-        let now = spis(da);
+        let now = daemon_child_spis(da);
         let [(new_in, new_out)] = now.as_slice() else {
             return None;
         };
@@ -1830,7 +1763,7 @@ fn prove_rekey(
     let Some((new_in, new_out)) = got else {
         return Err(format!(
             "no clean rekey within 20 s: gw-a SAs {:?}, gw-b SAs {:?}",
-            spis(da),
+            daemon_child_spis(da),
             peer.child_spis()
         ));
     };
@@ -1886,24 +1819,19 @@ fn prove_throughput(lab: &Lab) -> Result<((), Vec<String>), String> {
         }
     }
     let out = out.ok_or("iperf3 client failed")?;
-    let udp_drops: Vec<String> = [("gw-a", &lab.gw_a), ("gw-b", &lab.gw_b)]
-        .iter()
-        .map(|(tag, ns)| {
-            format!(
-                "{tag} {}",
-                udp_rcvbuf_errors(ns).map_or("?".into(), |n| n.to_string())
-            )
-        })
-        .collect();
-    let tun_drops: Vec<String> = [("gw-a", &lab.gw_a), ("gw-b", &lab.gw_b)]
-        .iter()
-        .map(|(tag, ns)| {
-            format!(
-                "{tag} {}",
-                tun_tx_dropped(ns).map_or("?".into(), |n| n.to_string())
-            )
-        })
-        .collect();
+    // A kernel drop counter of each gateway: "gw-a N, gw-b M".
+    let per_gateway = |counter: fn(&Netns) -> Option<u64>| {
+        [("gw-a", &lab.gw_a), ("gw-b", &lab.gw_b)]
+            .iter()
+            .map(|(tag, ns)| {
+                format!(
+                    "{tag} {}",
+                    counter(ns).map_or("?".into(), |n| n.to_string())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let v: serde_json::Value =
         serde_json::from_str(&out).map_err(|e| format!("iperf3 JSON: {e}"))?;
     let bps = v["end"]["sum_received"]["bits_per_second"]
@@ -1923,8 +1851,8 @@ fn prove_throughput(lab: &Lab) -> Result<((), Vec<String>), String> {
             } else {
                 "release"
             },
-            udp_drops.join(", "),
-            tun_drops.join(", ")
+            per_gateway(udp_rcvbuf_errors),
+            per_gateway(tun_tx_dropped)
         )],
     ))
 }
@@ -2026,15 +1954,7 @@ fn prove_nat(n: &Netns, da: &Daemon) -> Result<((), Vec<String>), String> {
         ));
     }
     let text = n.exec("nft", &["list", "table", "ip", "cwnat"])?;
-    let packets = text
-        .lines()
-        .find(|l| l.contains("comment \"natt\""))
-        .and_then(|l| {
-            let mut w = l.split_whitespace();
-            w.find(|x| *x == "packets")?;
-            w.next()?.parse::<u64>().ok()
-        })
-        .ok_or("no NAT-T counter on the NAT router")?;
+    let packets = nft_counter(&text, "natt").ok_or("no NAT-T counter on the NAT router")?;
     if packets == 0 {
         return Err("no UDP 4500 packets went through the NAT".into());
     }
@@ -2065,10 +1985,7 @@ fn prove_rekey_ike(
         Some((
             format!("{}_i {}_r", ike.spi_i, ike.spi_r),
             ike.algorithms.clone(),
-            t.child_sas
-                .iter()
-                .map(|c| (c.spi_in.clone(), c.spi_out.clone()))
-                .collect(),
+            spi_pairs(t),
             s.bgp.first().and_then(|n| n.uptime_secs),
         ))
     };

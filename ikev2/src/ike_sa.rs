@@ -846,20 +846,13 @@ impl IkeSa {
             );
             return;
         };
-        let peer = Identity::from_wire(idr.id_type.0, &idr.data);
-        if let Some(want) = &cfg.remote_id {
-            if peer.as_ref() != Some(want) {
-                let got = peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
-                self.fail(
-                    ctx,
-                    FailReason::WrongPeerId {
-                        got,
-                        want: want.to_string(),
-                    },
-                );
+        let peer = match peer_identity(idr, cfg) {
+            Ok(peer) => peer,
+            Err(reason) => {
+                self.fail(ctx, reason);
                 return;
             }
-        }
+        };
         let ok = match auth {
             Some(a) => {
                 a.method == AuthMethod::SHARED_KEY_MIC
@@ -882,14 +875,8 @@ impl IkeSa {
             self.fail(ctx, FailReason::AuthenticationFailed);
             return;
         }
-        self.peer_id = peer;
-        self.state = State::Established;
-        self.established_at = Some(ctx.now);
-        self.ike_rekey_at = rekey::ike_rekey_at(ctx, self.initiator);
-        self.ike_expires_at = Some(at(ctx.now, ctx.config.ike_lifetime));
-        self.keepalive_at = self.keepalive_interval(ctx).map(|d| at(ctx.now, d));
         self.pending = None;
-        ctx.events.push_back(self.established_event());
+        self.become_established(ctx, peer);
         // 3. The first Child SA.
         if let Some(n) = inner.error_notify() {
             let reason = fail_for_notify(n.notify_type, "ESP");
@@ -942,6 +929,18 @@ impl IkeSa {
                 replaces: None,
             },
         );
+    }
+
+    /// IKE_AUTH succeeded (either role): the SA is up with the authenticated `peer`
+    /// identity; starts its rekey, lifetime and keepalive timers and reports it.
+    fn become_established(&mut self, ctx: &mut Ctx<'_>, peer: Option<Identity>) {
+        self.peer_id = peer;
+        self.state = State::Established;
+        self.established_at = Some(ctx.now);
+        self.ike_rekey_at = rekey::ike_rekey_at(ctx, self.initiator);
+        self.ike_expires_at = Some(at(ctx.now, ctx.config.ike_lifetime));
+        self.keepalive_at = self.keepalive_interval(ctx).map(|d| at(ctx.now, d));
+        ctx.events.push_back(self.established_event());
     }
 
     fn established_event(&self) -> Event {
@@ -1054,6 +1053,22 @@ impl IkeSa {
     }
 }
 
+/// The peer's identity from its IDi/IDr payload; `WrongPeerId` if `remote_id` is
+/// configured and this is another one.
+fn peer_identity(id: &IdPayload, cfg: &Config) -> Result<Option<Identity>, FailReason> {
+    let peer = Identity::from_wire(id.id_type.0, &id.data);
+    if let Some(want) = &cfg.remote_id {
+        if peer.as_ref() != Some(want) {
+            let got = peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
+            return Err(FailReason::WrongPeerId {
+                got,
+                want: want.to_string(),
+            });
+        }
+    }
+    Ok(peer)
+}
+
 fn join(a: &crate::crypto::Secret, b: &crate::crypto::Secret) -> zeroize::Zeroizing<Vec<u8>> {
     let mut v = zeroize::Zeroizing::new(Vec::with_capacity(a.len() + b.len()));
     v.extend_from_slice(a.as_bytes());
@@ -1159,20 +1174,10 @@ impl IkeSa {
                 FailReason::Protocol("IKE_AUTH request without IDi or AUTH".into()),
             );
         };
-        let peer = Identity::from_wire(idi.id_type.0, &idi.data);
-        if let Some(want) = &cfg.remote_id {
-            if peer.as_ref() != Some(want) {
-                let got = peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
-                return auth_failed(
-                    self,
-                    ctx,
-                    FailReason::WrongPeerId {
-                        got,
-                        want: want.to_string(),
-                    },
-                );
-            }
-        }
+        let peer = match peer_identity(idi, cfg) {
+            Ok(peer) => peer,
+            Err(reason) => return auth_failed(self, ctx, reason),
+        };
         let octets = signed_octets(
             suite.prf,
             &self.peer_init,
@@ -1201,14 +1206,8 @@ impl IkeSa {
                 data: psk_auth(suite.prf, cfg.psk.as_bytes(), &octets),
             }),
         ];
-        self.peer_id = peer;
         self.initial_contact = inner.notify(NotifyType::INITIAL_CONTACT).is_some();
-        self.state = State::Established;
-        self.established_at = Some(ctx.now);
-        self.ike_rekey_at = rekey::ike_rekey_at(ctx, self.initiator);
-        self.ike_expires_at = Some(at(ctx.now, ctx.config.ike_lifetime));
-        self.keepalive_at = self.keepalive_interval(ctx).map(|d| at(ctx.now, d));
-        ctx.events.push_back(self.established_event());
+        self.become_established(ctx, peer);
         // 3. The first Child SA: proposal (without DH, RFC 7296 §1.2) and selectors.
         let offered: Vec<(u32, u8, Proposal)> = inner
             .sa()

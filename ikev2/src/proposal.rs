@@ -518,19 +518,10 @@ impl Proposal {
     /// If this proposal has exactly one algorithm per transform type (as a responder's
     /// answer must), the IKE suite it names.
     pub fn ike_suite(&self) -> Option<IkeSuite> {
-        if self.protocol != Protocol::Ike
-            || self.encr.len() != 1
-            || self.prf.len() != 1
-            || self.dh.len() != 1
-            || self.integ.len() > 1
-        {
+        if self.protocol != Protocol::Ike || self.prf.len() != 1 || self.dh.len() != 1 {
             return None;
         }
-        let encr = self.encr[0];
-        let integ = self.integ.first().copied();
-        if encr.is_aead() != integ.is_none() {
-            return None;
-        }
+        let (encr, integ) = self.single_cipher()?;
         Some(IkeSuite {
             encr,
             integ,
@@ -541,25 +532,27 @@ impl Proposal {
 
     /// If this proposal has exactly one algorithm per transform type, the Child SA suite.
     pub fn child_suite(&self) -> Option<ChildSuite> {
-        if self.protocol != Protocol::Esp
-            || self.encr.len() != 1
-            || self.integ.len() > 1
-            || self.dh.len() > 1
-            || self.esn.len() > 1
-        {
+        if self.protocol != Protocol::Esp || self.dh.len() > 1 || self.esn.len() > 1 {
             return None;
         }
-        let encr = self.encr[0];
-        let integ = self.integ.first().copied();
-        if encr.is_aead() != integ.is_none() {
-            return None;
-        }
+        let (encr, integ) = self.single_cipher()?;
         Some(ChildSuite {
             encr,
             integ,
             dh: self.dh.first().copied(),
             esn: self.esn.first() == Some(&Esn::Yes),
         })
+    }
+
+    /// The one encryption algorithm and its integrity algorithm, if this proposal has
+    /// exactly that: an AEAD cipher comes without one, any other cipher with exactly one.
+    fn single_cipher(&self) -> Option<(Encr, Option<Integ>)> {
+        if self.encr.len() != 1 || self.integ.len() > 1 {
+            return None;
+        }
+        let encr = self.encr[0];
+        let integ = self.integ.first().copied();
+        (encr.is_aead() == integ.is_none()).then_some((encr, integ))
     }
 
     /// Whether a responder's single-transform answer `chosen` is allowed by this

@@ -1,7 +1,8 @@
 //! PSK authentication (RFC 7296 §2.15).
 
-use std::collections::HashMap;
+mod common;
 
+use common::vectors::hex_blocks;
 use ikev2::crypto::{
     ct_eq, psk_auth, signed_octets, verify_psk_auth, DhGroup, DhPrivateKey, Encr, IkeKeys,
     IkeSuite, Prf, Secret, TestRng, KEY_PAD,
@@ -15,15 +16,8 @@ fn key_pad_is_the_rfc_string_without_terminator() {
 
 #[test]
 fn python_cross_check_vectors() {
-    let text = include_str!("vectors/psk_auth_python_crosscheck.txt");
     let mut n = 0;
-    for block in text.split('[').skip(1) {
-        let (name, rest) = block.split_once(']').unwrap();
-        let m: HashMap<&str, Vec<u8>> = rest
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim(), hex::decode(v.trim()).unwrap()))
-            .collect();
+    for (name, m) in hex_blocks(include_str!("vectors/psk_auth_python_crosscheck.txt")) {
         let prf = match name {
             "sha1" => Prf::HmacSha1,
             "sha256" => Prf::HmacSha256,

@@ -1,8 +1,9 @@
 //! SK payload protection: cross-implementation vectors, round trips for every suite,
 //! tamper detection, and "decrypt never panics" properties.
 
-use std::collections::HashMap;
+mod common;
 
+use common::vectors::hex_blocks;
 use ikev2::crypto::{Encr, Integ, Rng, SkCipher, SkError, TestRng};
 use proptest::prelude::*;
 
@@ -46,15 +47,8 @@ fn cipher(encr: Encr, bits: u16, integ: Option<Integ>, seed: u8) -> SkCipher {
 
 #[test]
 fn python_cross_check_vectors() {
-    let text = include_str!("vectors/sk_python_crosscheck.txt");
     let mut n = 0;
-    for block in text.split('[').skip(1) {
-        let (name, rest) = block.split_once(']').unwrap();
-        let m: HashMap<&str, Vec<u8>> = rest
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim(), hex::decode(v.trim()).unwrap()))
-            .collect();
+    for (name, m) in hex_blocks(include_str!("vectors/sk_python_crosscheck.txt")) {
         let (encr, integ) = match name {
             "aes128cbc-sha256-128" => (Encr::AesCbc, Some(Integ::HmacSha256_128)),
             "aes256cbc-sha1-96" => (Encr::AesCbc, Some(Integ::HmacSha1_96)),
@@ -187,33 +181,19 @@ fn bad_pad_length_is_rejected_after_a_valid_icv() {
 
 #[test]
 fn constructor_validation() {
-    assert!(SkCipher::new(Encr::AesGcm16, 128, None, &[0; 20], &[]).is_ok());
-    assert!(SkCipher::new(Encr::AesGcm16, 128, None, &[0; 16], &[]).is_err());
-    assert!(SkCipher::new(
-        Encr::AesGcm16,
-        128,
-        Some(Integ::HmacSha1_96),
-        &[0; 20],
-        &[0; 20]
-    )
-    .is_err());
-    assert!(SkCipher::new(Encr::AesCbc, 256, None, &[0; 32], &[]).is_err());
-    assert!(SkCipher::new(
-        Encr::AesCbc,
-        256,
-        Some(Integ::HmacSha1_96),
-        &[0; 32],
-        &[0; 19]
-    )
-    .is_err());
-    assert!(SkCipher::new(
-        Encr::AesCbc,
-        512,
-        Some(Integ::HmacSha1_96),
-        &[0; 64],
-        &[0; 20]
-    )
-    .is_err());
+    let sha1 = Some(Integ::HmacSha1_96);
+    // (encryption, key bits, integrity, encryption key length, integrity key length, ok)
+    for (encr, bits, integ, ek, ak, ok) in [
+        (Encr::AesGcm16, 128, None, 20, 0, true),
+        (Encr::AesGcm16, 128, None, 16, 0, false), // no salt
+        (Encr::AesGcm16, 128, sha1, 20, 20, false), // AEAD with integrity
+        (Encr::AesCbc, 256, None, 32, 0, false),   // CBC without integrity
+        (Encr::AesCbc, 256, sha1, 32, 19, false),  // short integrity key
+        (Encr::AesCbc, 512, sha1, 64, 20, false),  // no such key size
+    ] {
+        let r = SkCipher::new(encr, bits, integ, &vec![0; ek], &vec![0; ak]);
+        assert_eq!(r.is_ok(), ok, "{encr:?} {bits} {integ:?} keys {ek}/{ak}");
+    }
     let c = SkCipher::new(
         Encr::AesCbc,
         256,

@@ -1,27 +1,25 @@
 //! Responder DoS protection in memory: a flood of spoofed IKE_SA_INIT requests while a
 //! real initiator connects (RFC 7296 §2.6 cookies, rate limit, bounded tables).
 
+mod common;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ikev2::crypto::TestRng;
-use ikev2::proposal::{parse_esp_proposals, parse_ike_proposals};
-use ikev2::{Config, Endpoint, Event, Identity, Psk, Transmit};
+use ikev2::{Config, Endpoint, Event, Transmit};
 
 const R_ADDR: &str = "198.51.100.7:500";
 const I_ADDR: &str = "192.0.2.1:500";
 
 fn config(local: &str, remote: &str) -> Config {
-    let local_addr: SocketAddr = local.parse().unwrap();
-    let mut c = Config::new(
-        local_addr,
-        remote.parse().unwrap(),
-        Psk::new(b"dos".to_vec()),
-    );
-    c.ike_proposals = parse_ike_proposals(&["aes128gcm16-prfsha256-x25519"]).unwrap();
-    c.esp_proposals = parse_esp_proposals(&["aes128gcm16"]).unwrap();
-    c.local_id = Identity::Addr(local_addr.ip());
-    c
+    common::config(
+        local,
+        remote,
+        "dos",
+        &["aes128gcm16-prfsha256-x25519"],
+        &["aes128gcm16"],
+    )
 }
 
 /// xorshift64* for the attacker's addresses and SPIs.

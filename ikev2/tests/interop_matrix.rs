@@ -26,14 +26,13 @@
 //! Root only; skips with a message otherwise (or without charon/swanctl/plugins).
 //! Namespaces, processes and files are always removed (Drop guard), also on failure.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const CHARON: &str = "/usr/sbin/charon-systemd";
-const SWANCTL: &str = "/usr/sbin/swanctl";
+use common::charon::{field, ok, skipped, veth, wait_for, Conn, SwanLab};
+
 const PSK: &str = "causeway-matrix-psk";
 /// How long a Causeway initiator keeps its SAs before deleting them itself.
 const INITIATOR_HOLD: &str = "12";
@@ -88,71 +87,6 @@ const MATRIX: [Row; 5] = [
         pfs: None,
     },
 ];
-
-fn sh(args: &[&str]) -> std::io::Result<std::process::Output> {
-    Command::new(args[0]).args(&args[1..]).output()
-}
-
-fn ok(args: &[&str]) {
-    let o = sh(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn example_binary() -> Option<PathBuf> {
-    // target/debug/deps/interop_matrix-xxxx → target/debug/examples/ike_peer
-    let exe = std::env::current_exe().ok()?;
-    let p = exe.parent()?.parent()?.join("examples").join("ike_peer");
-    p.exists().then_some(p)
-}
-
-/// Builds the example (a no-op when fresh; `cargo test --test X` does not build examples).
-fn build_example() {
-    let Some(target) = std::env::current_exe()
-        .ok()
-        .and_then(|e| Some(e.parent()?.parent()?.parent()?.to_path_buf()))
-    else {
-        return;
-    };
-    let _ = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "causeway-ikev2",
-            "--example",
-            "ike_peer",
-        ])
-        .env("CARGO_TARGET_DIR", target)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status();
-}
-
-fn skip_reason() -> Option<String> {
-    let uid = sh(&["id", "-u"]).ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root".into());
-    }
-    for p in [CHARON, SWANCTL] {
-        if !Path::new(p).exists() {
-            return Some(format!("{p} missing"));
-        }
-    }
-    for plugin in ["gcm", "openssl", "kernel-libipsec"] {
-        let f = format!("/usr/lib/ipsec/plugins/libstrongswan-{plugin}.so");
-        if !Path::new(&f).exists() {
-            return Some(format!("strongSwan plugin {plugin} missing"));
-        }
-    }
-    build_example();
-    if example_binary().is_none() {
-        return Some("examples/ike_peer not built".into());
-    }
-    None
-}
 
 /// One (row, role) case: its own addresses, selectors and swanctl connection.
 struct Case {
@@ -218,271 +152,94 @@ impl Case {
     }
 }
 
-/// Two namespaces joined by a veth, one charon; everything removed on drop.
-struct Lab {
-    cw_ns: String,
-    sw_ns: String,
-    dir: PathBuf,
-    charon: Option<Child>,
-    peers: Vec<Child>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for mut p in self.peers.drain(..) {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-        if let Some(mut c) = self.charon.take() {
-            let _ = sh(&["kill", "-TERM", &c.id().to_string()]);
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in [&self.cw_ns, &self.sw_ns] {
-            // Whatever is left in our namespaces was started by this test.
-            if let Ok(o) = sh(&["ip", "netns", "pids", ns]) {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    let _ = sh(&["kill", "-KILL", pid]);
-                }
-            }
-            let _ = sh(&["ip", "netns", "del", ns]);
-        }
-        if std::env::var_os("CW_KEEP_LOGS").is_none() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+/// The namespaces of a [`SwanLab`] joined by one veth with the addresses of every case.
+fn new_lab(cases: &[Case]) -> SwanLab {
+    let lab = SwanLab::new(&format!("cw-ikm-{}", std::process::id()));
+    let (cw_ns, sw_ns) = (&lab.cw_ns, &lab.sw_ns);
+    veth(cw_ns, "cw0", sw_ns, "sw0");
+    ok(&["ip", "-n", cw_ns, "link", "set", "cw0", "up"]);
+    ok(&["ip", "-n", sw_ns, "link", "set", "sw0", "up"]);
+    for c in cases {
+        let (cw, sw) = (format!("{}/24", c.cw_addr()), format!("{}/24", c.sw_addr()));
+        ok(&["ip", "-n", cw_ns, "addr", "add", &cw, "dev", "cw0"]);
+        ok(&["ip", "-n", sw_ns, "addr", "add", &sw, "dev", "sw0"]);
+        // An address inside each site's selector: kernel-libipsec routes from it.
+        let cw_site = format!("10.1.{}.1/32", c.slot);
+        let sw_site = format!("10.2.{}.1/32", c.slot);
+        ok(&["ip", "-n", cw_ns, "addr", "add", &cw_site, "dev", "lo"]);
+        ok(&["ip", "-n", sw_ns, "addr", "add", &sw_site, "dev", "lo"]);
     }
+    lab
 }
 
-impl Lab {
-    fn new(cases: &[Case]) -> Lab {
-        let id = std::process::id();
-        let lab = Lab {
-            cw_ns: format!("cw-ikm-{id}-a"),
-            sw_ns: format!("cw-ikm-{id}-s"),
-            dir: std::env::temp_dir().join(format!("cw-ikm-{id}")),
-            charon: None,
-            peers: Vec::new(),
+/// Starts charon with one swanctl connection per case.
+fn start_charon(lab: &mut SwanLab, cases: &[Case]) {
+    let mut swanctl = String::from("connections {\n");
+    for c in cases {
+        let (conn, child) = (c.conn(), c.child());
+        let (sw, cw, sw_ts, cw_ts) = (c.sw_addr(), c.cw_addr(), c.sw_ts(), c.cw_ts());
+        let entry = Conn {
+            name: &conn,
+            child: &child,
+            sw_addr: &sw,
+            cw_addr: &cw,
+            remote_addrs: &cw,
+            ike: c.row().ike,
+            esp: c.row().esp,
+            sw_ts: &sw_ts,
+            cw_ts: &cw_ts,
         };
-        let _ = std::fs::remove_dir_all(&lab.dir);
-        std::fs::create_dir_all(&lab.dir).unwrap();
-        ok(&["ip", "netns", "add", &lab.cw_ns]);
-        ok(&["ip", "netns", "add", &lab.sw_ns]);
-        ok(&[
-            "ip", "-n", &lab.cw_ns, "link", "add", "cw0", "type", "veth", "peer", "name", "sw0",
-            "netns", &lab.sw_ns,
-        ]);
-        for (ns, dev) in [(&lab.cw_ns, "cw0"), (&lab.sw_ns, "sw0")] {
-            ok(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            ok(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        }
-        for c in cases {
-            let (cw, sw) = (format!("{}/24", c.cw_addr()), format!("{}/24", c.sw_addr()));
-            ok(&["ip", "-n", &lab.cw_ns, "addr", "add", &cw, "dev", "cw0"]);
-            ok(&["ip", "-n", &lab.sw_ns, "addr", "add", &sw, "dev", "sw0"]);
-            // An address inside each site's selector: kernel-libipsec routes from it.
-            let cw_site = format!("10.1.{}.1/32", c.slot);
-            let sw_site = format!("10.2.{}.1/32", c.slot);
-            ok(&["ip", "-n", &lab.cw_ns, "addr", "add", &cw_site, "dev", "lo"]);
-            ok(&["ip", "-n", &lab.sw_ns, "addr", "add", &sw_site, "dev", "lo"]);
-        }
-        lab
+        swanctl.push_str(&entry.entry());
     }
-
-    fn vici(&self) -> String {
-        format!("unix://{}/charon.vici", self.dir.display())
-    }
-
-    fn start_charon(&mut self, cases: &[Case]) {
-        let d = self.dir.display();
-        let conf = format!(
-            r#"charon {{
-  load = random nonce openssl aes sha1 sha2 hmac gcm gmp curve25519 kdf pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici
-  install_routes = no
-  retransmit_tries = 2
-  plugins {{
-    vici {{ socket = unix://{d}/charon.vici }}
-  }}
-  filelog {{
-    t {{ path = {d}/charon.log
-        flush_line = yes
-        default = 1
-        ike = 2
-        cfg = 2 }}
-  }}
-}}
-"#
+    swanctl.push_str(&format!(
+        "}}\nsecrets {{\n  ike-cw {{\n    secret = \"{PSK}\"\n  }}\n}}\n"
+    ));
+    let o = lab.start_charon("", &swanctl);
+    for c in cases {
+        assert!(
+            o.contains(&format!("loaded connection '{}'", c.conn())),
+            "{o}\n{}",
+            lab.logs()
         );
-        std::fs::write(self.dir.join("strongswan.conf"), conf).unwrap();
-        let mut swanctl = String::from("connections {\n");
-        for c in cases {
-            swanctl.push_str(&format!(
-                r#"  {conn} {{
-    version = 2
-    local_addrs = {sw}
-    remote_addrs = {cw}
-    proposals = {ike}
-    local {{ auth = psk
-            id = {sw} }}
-    remote {{ auth = psk
-             id = {cw} }}
-    children {{
-      {child} {{
-        local_ts = {sw_ts}
-        remote_ts = {cw_ts}
-        esp_proposals = {esp}
-      }}
-    }}
-  }}
-"#,
-                conn = c.conn(),
-                child = c.child(),
-                sw = c.sw_addr(),
-                cw = c.cw_addr(),
-                ike = c.row().ike,
-                esp = c.row().esp,
-                sw_ts = c.sw_ts(),
-                cw_ts = c.cw_ts(),
-            ));
-        }
-        swanctl.push_str(&format!(
-            "}}\nsecrets {{\n  ike-cw {{\n    secret = \"{PSK}\"\n  }}\n}}\n"
-        ));
-        std::fs::write(self.dir.join("swanctl.conf"), swanctl).unwrap();
-        let log = std::fs::File::create(self.dir.join("charon.stdout")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.sw_ns, CHARON])
-            .env("STRONGSWAN_CONF", self.dir.join("strongswan.conf"))
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        self.charon = Some(child);
-        let sock = self.dir.join("charon.vici");
-        let t = Instant::now();
-        while !sock.exists() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "charon did not start: {}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let file = self.dir.join("swanctl.conf");
-        let o = self.swanctl(&["--load-all", "--file", &file.display().to_string()]);
-        for c in cases {
-            assert!(
-                o.contains(&format!("loaded connection '{}'", c.conn())),
-                "{o}\n{}",
-                self.logs()
-            );
-        }
-    }
-
-    fn swanctl(&self, args: &[&str]) -> String {
-        let mut a = vec!["netns", "exec", &self.sw_ns, SWANCTL];
-        a.extend_from_slice(args);
-        let uri = self.vici();
-        a.extend_from_slice(&["--uri", &uri]);
-        let o = Command::new("ip")
-            .args(&a)
-            .env("STRONGSWAN_CONF", self.dir.join("strongswan.conf"))
-            .output()
-            .unwrap();
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    }
-
-    fn logs(&self) -> String {
-        let mut s = String::new();
-        for f in ["charon.stdout", "charon.log"] {
-            if let Ok(t) = std::fs::read_to_string(self.dir.join(f)) {
-                let tail: Vec<&str> = t.lines().rev().take(80).collect();
-                s.push_str(&format!("--- {f} (tail) ---\n"));
-                for l in tail.into_iter().rev() {
-                    s.push_str(l);
-                    s.push('\n');
-                }
-            }
-        }
-        s
-    }
-
-    /// Starts the Causeway peer of `case`; its JSON lines arrive on the returned channel.
-    fn start_causeway(&mut self, case: &Case) -> mpsc::Receiver<String> {
-        let exe = example_binary().unwrap().display().to_string();
-        let (cw, sw, cw_ts, sw_ts) = (case.cw_addr(), case.sw_addr(), case.cw_ts(), case.sw_ts());
-        let mut args = vec![
-            "netns",
-            "exec",
-            &self.cw_ns,
-            &exe,
-            "--local",
-            &cw,
-            "--remote",
-            &sw,
-            "--psk",
-            PSK,
-            "--ike",
-            case.row().ike,
-            "--esp",
-            case.row().esp,
-            "--local-ts",
-            &cw_ts,
-            "--remote-ts",
-            &sw_ts,
-            "--timeout",
-            "50",
-        ];
-        if case.causeway_initiates {
-            args.extend_from_slice(&["--initiate", "--hold", INITIATOR_HOLD]);
-            if case.row().pfs.is_some() {
-                args.extend_from_slice(&["--rekey-after", REKEY_AFTER]);
-            }
-        } else {
-            args.extend_from_slice(&["--hold", "-1"]);
-        }
-        let mut child = Command::new("ip")
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        self.peers.push(child);
-        let (tx, rx) = mpsc::channel();
-        let name = case.conn();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                println!("causeway {name}: {l}");
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        rx
-    }
-
-    /// `swanctl --list-sas` of one connection.
-    fn list_sas(&self, case: &Case) -> String {
-        self.swanctl(&["--list-sas", "--ike", &case.conn()])
     }
 }
 
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":\"");
-    let i = line.find(&pat)? + pat.len();
-    let j = line[i..].find('"')?;
-    Some(&line[i..i + j])
+/// Starts the Causeway peer of `case` (killed with the lab); its JSON lines arrive on the
+/// returned channel.
+fn start_causeway(lab: &mut SwanLab, case: &Case) -> mpsc::Receiver<String> {
+    let (cw, sw, cw_ts, sw_ts) = (case.cw_addr(), case.sw_addr(), case.cw_ts(), case.sw_ts());
+    let mut args = vec![
+        "--local",
+        &cw,
+        "--remote",
+        &sw,
+        "--psk",
+        PSK,
+        "--ike",
+        case.row().ike,
+        "--esp",
+        case.row().esp,
+        "--local-ts",
+        &cw_ts,
+        "--remote-ts",
+        &sw_ts,
+        "--timeout",
+        "50",
+    ];
+    if case.causeway_initiates {
+        args.extend_from_slice(&["--initiate", "--hold", INITIATOR_HOLD]);
+        if case.row().pfs.is_some() {
+            args.extend_from_slice(&["--rekey-after", REKEY_AFTER]);
+        }
+    } else {
+        args.extend_from_slice(&["--hold", "-1"]);
+    }
+    lab.start_owned_peer(&args, &format!("causeway {}", case.conn()))
+}
+
+/// `swanctl --list-sas` of one connection.
+fn list_sas(lab: &SwanLab, case: &Case) -> String {
+    lab.swanctl(&["--list-sas", "--ike", &case.conn()])
 }
 
 /// The first string of a JSON array field (`"local_ts":["10.1.0.0/24"]`).
@@ -491,22 +248,6 @@ fn first_of(line: &str, key: &str) -> Option<String> {
     let i = line.find(&pat)? + pat.len();
     let j = line[i..].find('"')?;
     Some(line[i..i + j].to_string())
-}
-
-fn wait_for(rx: &mpsc::Receiver<String>, what: &str, timeout: Duration) -> Result<String, String> {
-    let end = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) if l.contains(&format!("\"event\":\"{what}\"")) => return Ok(l),
-            Ok(l) if l.contains("\"event\":\"failed\"") => {
-                return Err(format!("failed while waiting for {what}: {l}"))
-            }
-            Ok(l) => seen.push(l),
-            Err(_) => return Err(format!("no {what} in time; saw: {}", seen.join(" | "))),
-        }
-    }
 }
 
 /// Causeway's keyword suite (`aes256-sha1-prfsha1-modp1024`) in strongSwan's
@@ -622,13 +363,13 @@ fn parse_listing(sas: &str, case: &Case) -> Result<Listed, String> {
 
 /// The proof: strongSwan's listing of `case` matches what Causeway reported.
 fn check_case(
-    lab: &Lab,
+    lab: &SwanLab,
     case: &Case,
     ike: &str,
     child: &str,
     want_esp_alg: &str,
 ) -> Result<String, String> {
-    let sas = lab.list_sas(case);
+    let sas = list_sas(lab, case);
     println!("--- {} ---\n{sas}", case.label());
     let l = parse_listing(&sas, case)?;
     let (spi_i, spi_r) = (
@@ -716,7 +457,7 @@ fn check_case(
 /// Child SA rekey with PFS: the new Child SA is the only one strongSwan lists, with the
 /// PFS group.
 fn check_pfs_rekey(
-    lab: &Lab,
+    lab: &SwanLab,
     case: &Case,
     rx: &mpsc::Receiver<String>,
     ike: &str,
@@ -758,17 +499,16 @@ struct Run {
 
 #[test]
 fn azure_matrix_both_roles() {
-    if let Some(r) = skip_reason() {
-        eprintln!("SKIP interop_matrix: {r}");
+    if skipped("interop_matrix") {
         return;
     }
     let started = Instant::now();
     let cases = Case::all();
-    let mut lab = Lab::new(&cases);
-    lab.start_charon(&cases);
+    let mut lab = new_lab(&cases);
+    start_charon(&mut lab, &cases);
     let mut runs: Vec<Run> = Vec::new();
     for case in cases {
-        let rx = lab.start_causeway(&case);
+        let rx = start_causeway(&mut lab, &case);
         runs.push(Run {
             case,
             rx,
@@ -822,7 +562,7 @@ fn azure_matrix_both_roles() {
                 field(&del, "spi_i") == field(ike, "spi_i"),
                 "deleted {del}, expected {ike}"
             );
-            let after = lab.list_sas(case);
+            let after = list_sas(&lab, case);
             ensure!(
                 !after.contains("ESTABLISHED"),
                 "strongSwan still has the SA:\n{after}"

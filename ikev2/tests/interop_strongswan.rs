@@ -5,105 +5,45 @@
 //! Skips (with a message) when not root, when charon/swanctl or the example binary are
 //! missing. Namespaces, processes and files are always removed (Drop guard).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::ops::{Deref, DerefMut};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const CHARON: &str = "/usr/sbin/charon-systemd";
-const SWANCTL: &str = "/usr/sbin/swanctl";
+use common::charon::{field, ok, skipped, veth, wait_exit, wait_for, Conn, SwanLab};
+
 const CW_ADDR: &str = "192.0.2.1";
 const SW_ADDR: &str = "192.0.2.2";
 const PSK: &str = "causeway-interop-psk";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-fn sh(args: &[&str]) -> std::io::Result<std::process::Output> {
-    Command::new(args[0]).args(&args[1..]).output()
-}
-
-fn ok(args: &[&str]) {
-    let o = sh(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn example_binary() -> Option<PathBuf> {
-    // target/debug/deps/interop_strongswan-xxxx → target/debug/examples/ike_peer
-    let exe = std::env::current_exe().ok()?;
-    let p = exe.parent()?.parent()?.join("examples").join("ike_peer");
-    p.exists().then_some(p)
-}
-
-/// Builds the example (a no-op when fresh; `cargo test --test X` does not build examples).
-fn build_example() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let Some(target) = std::env::current_exe()
-            .ok()
-            .and_then(|e| Some(e.parent()?.parent()?.parent()?.to_path_buf()))
-        else {
-            return;
-        };
-        let _ = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "causeway-ikev2",
-                "--example",
-                "ike_peer",
-            ])
-            .env("CARGO_TARGET_DIR", target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status();
-    });
-}
-
-fn skip_reason() -> Option<String> {
-    let uid = sh(&["id", "-u"]).ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root".into());
-    }
-    for p in [CHARON, SWANCTL] {
-        if !Path::new(p).exists() {
-            return Some(format!("{p} missing"));
-        }
-    }
-    for plugin in ["gcm", "openssl", "kernel-libipsec"] {
-        let f = format!("/usr/lib/ipsec/plugins/libstrongswan-{plugin}.so");
-        if !Path::new(&f).exists() {
-            return Some(format!(
-                "strongSwan plugin {plugin} missing (libstrongswan-standard-plugins / libcharon-extra-plugins)"
-            ));
-        }
-    }
-    build_example();
-    if example_binary().is_none() {
-        return Some("examples/ike_peer not built (cargo test builds it)".into());
-    }
-    None
-}
-
-/// Two namespaces, a veth between them, a charon in one; everything removed on drop.
+/// The namespaces and charon of [`SwanLab`] in one of the topologies of [`Topo`], with
+/// one swanctl connection `cw` (child `net`) to the Causeway peer.
 struct Lab {
-    cw_ns: String,
-    sw_ns: String,
-    /// A NAT router between the two (Topo::Nat).
-    nat_ns: Option<String>,
+    sw: SwanLab,
     cw_addr: &'static str,
     sw_addr: &'static str,
     /// charon's `remote_addrs` (`%any` behind the NAT).
     sw_remote: &'static str,
-    dir: PathBuf,
-    charon: Option<Child>,
     /// Extra lines for the `charon { }` section of strongswan.conf.
     charon_extra: String,
+}
+
+impl Deref for Lab {
+    type Target = SwanLab;
+    fn deref(&self) -> &SwanLab {
+        &self.sw
+    }
+}
+
+impl DerefMut for Lab {
+    fn deref_mut(&mut self) -> &mut SwanLab {
+        &mut self.sw
+    }
 }
 
 /// How the two peers are connected.
@@ -115,38 +55,6 @@ enum Topo {
     V6,
     /// Causeway behind a masquerading NAT router.
     Nat,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.charon.take() {
-            let _ = sh(&["kill", "-TERM", &c.id().to_string()]);
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in [Some(&self.cw_ns), Some(&self.sw_ns), self.nat_ns.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            // Kill anything left in the namespace that we started (by pid, from the ns).
-            if let Ok(o) = sh(&["ip", "netns", "pids", ns]) {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    let _ = sh(&["kill", "-KILL", pid]);
-                }
-            }
-            let _ = sh(&["ip", "netns", "del", ns]);
-        }
-        if std::env::var_os("CW_KEEP_LOGS").is_none() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
 }
 
 #[derive(Clone, Copy)]
@@ -162,29 +70,21 @@ impl Lab {
 
     fn build(tag: &str, topo: Topo) -> Lab {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let id = format!("{}-{n}", std::process::id());
+        let name = format!("cw-ike{tag}-{}-{n}", std::process::id());
         let (cw_addr, sw_addr, sw_remote) = match topo {
             Topo::V4 => (CW_ADDR, SW_ADDR, CW_ADDR),
             Topo::V6 => ("2001:db8::1", "2001:db8::2", "2001:db8::1"),
             Topo::Nat => (CW_ADDR, "198.51.100.2", "%any"),
         };
-        let lab = Lab {
-            cw_ns: format!("cw-ike{tag}-{id}-a"),
-            sw_ns: format!("cw-ike{tag}-{id}-s"),
-            nat_ns: (topo == Topo::Nat).then(|| format!("cw-ike{tag}-{id}-n")),
+        let mut lab = Lab {
+            sw: SwanLab::new(&name),
             cw_addr,
             sw_addr,
             sw_remote,
-            dir: std::env::temp_dir().join(format!("cw-ike{tag}-{id}")),
-            charon: None,
             charon_extra: String::new(),
         };
-        let _ = std::fs::remove_dir_all(&lab.dir);
-        std::fs::create_dir_all(&lab.dir).unwrap();
-        ok(&["ip", "netns", "add", &lab.cw_ns]);
-        ok(&["ip", "netns", "add", &lab.sw_ns]);
-        for (ns, site) in [(&lab.cw_ns, "10.1.0.1/32"), (&lab.sw_ns, "10.2.0.1/32")] {
-            ok(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        let (cw_ns, sw_ns) = (lab.cw_ns.clone(), lab.sw_ns.clone());
+        for (ns, site) in [(&cw_ns, "10.1.0.1/32"), (&sw_ns, "10.2.0.1/32")] {
             // An address inside the site's selector (strongSwan routes from it).
             ok(&["ip", "-n", ns, "addr", "add", site, "dev", "lo"]);
         }
@@ -192,115 +92,74 @@ impl Lab {
             ok(&["ip", "-n", ns, "addr", "add", a, "dev", dev, "nodad"]);
             ok(&["ip", "-n", ns, "link", "set", dev, "up"]);
         };
-        match &lab.nat_ns {
-            None => {
-                ok(&[
-                    "ip", "-n", &lab.cw_ns, "link", "add", "cw0", "type", "veth", "peer", "name",
-                    "sw0", "netns", &lab.sw_ns,
-                ]);
-                let len = if topo == Topo::V6 { 64 } else { 24 };
-                addr(&lab.cw_ns, "cw0", &format!("{cw_addr}/{len}"));
-                addr(&lab.sw_ns, "sw0", &format!("{sw_addr}/{len}"));
-            }
-            Some(nat) => {
-                // cw 192.0.2.1 — 192.0.2.254 [NAT] 198.51.100.254 — 198.51.100.2 sw
-                ok(&["ip", "netns", "add", nat]);
-                ok(&["ip", "-n", nat, "link", "set", "lo", "up"]);
-                ok(&[
-                    "ip", "-n", &lab.cw_ns, "link", "add", "cw0", "type", "veth", "peer", "name",
-                    "in0", "netns", nat,
-                ]);
-                ok(&[
-                    "ip", "-n", &lab.sw_ns, "link", "add", "sw0", "type", "veth", "peer", "name",
-                    "out0", "netns", nat,
-                ]);
-                addr(&lab.cw_ns, "cw0", "192.0.2.1/24");
-                addr(nat, "in0", "192.0.2.254/24");
-                addr(nat, "out0", "198.51.100.254/24");
-                addr(&lab.sw_ns, "sw0", "198.51.100.2/24");
-                ok(&[
-                    "ip",
-                    "-n",
-                    &lab.cw_ns,
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    "192.0.2.254",
-                ]);
-                ok(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    nat,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv4.ip_forward=1",
-                ]);
-                let rules = "table ip cwnat {\n chain post {\n  type nat hook postrouting priority 100;\n  oifname \"out0\" masquerade random\n }\n}\n";
-                let f = lab.dir.join("nat.nft");
-                std::fs::write(&f, rules).unwrap();
-                ok(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    nat,
-                    "nft",
-                    "-f",
-                    &f.display().to_string(),
-                ]);
-            }
+        if topo != Topo::Nat {
+            veth(&cw_ns, "cw0", &sw_ns, "sw0");
+            let len = if topo == Topo::V6 { 64 } else { 24 };
+            addr(&cw_ns, "cw0", &format!("{cw_addr}/{len}"));
+            addr(&sw_ns, "sw0", &format!("{sw_addr}/{len}"));
+            return lab;
         }
+        // cw 192.0.2.1 — 192.0.2.254 [NAT] 198.51.100.254 — 198.51.100.2 sw
+        let nat = format!("{name}-n");
+        lab.extra_ns.push(nat.clone());
+        ok(&["ip", "netns", "add", &nat]);
+        ok(&["ip", "-n", &nat, "link", "set", "lo", "up"]);
+        veth(&cw_ns, "cw0", &nat, "in0");
+        veth(&sw_ns, "sw0", &nat, "out0");
+        addr(&cw_ns, "cw0", "192.0.2.1/24");
+        addr(&nat, "in0", "192.0.2.254/24");
+        addr(&nat, "out0", "198.51.100.254/24");
+        addr(&sw_ns, "sw0", "198.51.100.2/24");
+        ok(&[
+            "ip",
+            "-n",
+            &cw_ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            "192.0.2.254",
+        ]);
+        ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &nat,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        let rules = "table ip cwnat {\n chain post {\n  type nat hook postrouting priority 100;\n  oifname \"out0\" masquerade random\n }\n}\n";
+        let f = lab.dir.join("nat.nft");
+        std::fs::write(&f, rules).unwrap();
+        ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &nat,
+            "nft",
+            "-f",
+            &f.display().to_string(),
+        ]);
         lab
     }
 
-    fn vici(&self) -> String {
-        format!("unix://{}/charon.vici", self.dir.display())
-    }
-
+    /// Starts charon with the connection `cw` for `case`.
     fn start_charon(&mut self, case: &Case<'_>) {
-        let d = self.dir.display();
-        let extra = &self.charon_extra;
-        let conf = format!(
-            r#"charon {{
-  load = random nonce openssl aes sha1 sha2 hmac gcm gmp kdf pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici
-  install_routes = no
-  retransmit_tries = 2
-  {extra}
-  plugins {{
-    vici {{ socket = unix://{d}/charon.vici }}
-  }}
-  filelog {{
-    t {{ path = {d}/charon.log
-        flush_line = yes
-        default = 1
-        ike = 2
-        cfg = 2 }}
-  }}
-}}
-"#
-        );
-        std::fs::write(self.dir.join("strongswan.conf"), conf).unwrap();
+        let conn = Conn {
+            name: "cw",
+            child: "net",
+            sw_addr: self.sw_addr,
+            cw_addr: self.cw_addr,
+            remote_addrs: self.sw_remote,
+            ike: case.ike,
+            esp: case.esp,
+            sw_ts: "10.2.0.0/16",
+            cw_ts: "10.1.0.0/16",
+        };
         let swanctl = format!(
             r#"connections {{
-  cw {{
-    version = 2
-    local_addrs = {sw}
-    remote_addrs = {sw_remote}
-    proposals = {ike}
-    local {{ auth = psk
-            id = {sw} }}
-    remote {{ auth = psk
-             id = {cw} }}
-    children {{
-      net {{
-        local_ts = 10.2.0.0/16
-        remote_ts = 10.1.0.0/16
-        esp_proposals = {esp}
-      }}
-    }}
-  }}
-}}
+{entry}}}
 secrets {{
   ike-cw {{
     id-a = {cw}
@@ -309,90 +168,12 @@ secrets {{
   }}
 }}
 "#,
-            ike = case.ike,
-            esp = case.esp,
-            sw = self.sw_addr,
+            entry = conn.entry(),
             cw = self.cw_addr,
-            sw_remote = self.sw_remote,
+            sw = self.sw_addr,
         );
-        std::fs::write(self.dir.join("swanctl.conf"), swanctl).unwrap();
-        let log = std::fs::File::create(self.dir.join("charon.stdout")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.sw_ns, CHARON])
-            .env("STRONGSWAN_CONF", self.dir.join("strongswan.conf"))
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        self.charon = Some(child);
-        // Wait for the vici socket, then load the configuration.
-        let sock = self.dir.join("charon.vici");
-        let t = Instant::now();
-        while !sock.exists() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "charon did not start: {}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let file = self.dir.join("swanctl.conf");
-        let o = self.swanctl(&["--load-all", "--file", &file.display().to_string()]);
+        let o = self.sw.start_charon(&self.charon_extra, &swanctl);
         assert!(o.contains("loaded connection 'cw'"), "{o}\n{}", self.logs());
-    }
-
-    /// Kills charon at once (SIGKILL: it sends no Delete), as in a crash or reboot.
-    fn kill_charon(&mut self) {
-        if let Some(mut c) = self.charon.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_file(self.dir.join("charon.vici"));
-    }
-
-    fn swanctl(&self, args: &[&str]) -> String {
-        let mut a = vec!["netns", "exec", &self.sw_ns, SWANCTL];
-        a.extend_from_slice(args);
-        let uri = self.vici();
-        a.extend_from_slice(&["--uri", &uri]);
-        let o = Command::new("ip")
-            .args(&a)
-            .env("STRONGSWAN_CONF", self.dir.join("strongswan.conf"))
-            .output()
-            .unwrap();
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    }
-
-    /// Whether charon's log shows `what` (within 3 s: the log is written asynchronously).
-    fn log_shows(&self, what: &str) -> bool {
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(3) {
-            let log = std::fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default();
-            if log.contains(what) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
-    }
-
-    fn logs(&self) -> String {
-        let mut s = String::new();
-        for f in ["charon.stdout", "charon.log"] {
-            if let Ok(t) = std::fs::read_to_string(self.dir.join(f)) {
-                let tail: Vec<&str> = t.lines().rev().take(60).collect();
-                s.push_str(&format!("--- {f} (tail) ---\n"));
-                for l in tail.into_iter().rev() {
-                    s.push_str(l);
-                    s.push('\n');
-                }
-            }
-        }
-        s
     }
 
     /// Starts the Causeway peer; its JSON lines arrive on the returned channel.
@@ -403,13 +184,7 @@ secrets {{
         hold: &str,
         extra: &[&str],
     ) -> (Child, mpsc::Receiver<String>) {
-        let exe = example_binary().unwrap();
-        let exe = exe.display().to_string();
         let mut args = vec![
-            "netns",
-            "exec",
-            &self.cw_ns,
-            &exe,
             "--local",
             self.cw_addr,
             "--remote",
@@ -433,60 +208,50 @@ secrets {{
             args.push("--initiate");
         }
         args.extend_from_slice(extra);
-        let mut child = Command::new("ip")
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                println!("causeway: {l}");
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        (child, rx)
-    }
-}
-
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":\"");
-    let i = line.find(&pat)? + pat.len();
-    let j = line[i..].find('"')?;
-    Some(&line[i..i + j])
-}
-
-fn wait_for(rx: &mpsc::Receiver<String>, what: &str, timeout: Duration) -> Result<String, String> {
-    let end = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) if l.contains(&format!("\"event\":\"{what}\"")) => return Ok(l),
-            Ok(l) if l.contains("\"event\":\"failed\"") => {
-                return Err(format!("{l}\n{}", seen.join("\n")))
-            }
-            Ok(l) => seen.push(l),
-            Err(_) => return Err(format!("no {what} in time; saw:\n{}", seen.join("\n"))),
+        let peer = self.start_peer(&args, "causeway");
+        if !initiate {
+            // Let it bind its sockets before strongSwan initiates.
+            std::thread::sleep(Duration::from_millis(300));
         }
+        peer
     }
-}
 
-fn wait_exit(c: &mut Child, timeout: Duration) -> Option<i32> {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if let Ok(Some(s)) = c.try_wait() {
-            return s.code();
+    /// The IKE SA and Child SA come up: initiated by the Causeway peer by itself, or by
+    /// strongSwan (`swanctl --initiate`); returns Causeway's two JSON lines.
+    fn bring_up(&self, rx: &mpsc::Receiver<String>, causeway_initiates: bool) -> (String, String) {
+        if !causeway_initiates {
+            self.swanctl_completes(&["--initiate", "--child", "net", "--timeout", "15"]);
         }
-        std::thread::sleep(Duration::from_millis(50));
+        let ike = self.expect_event(rx, "ike_sa_established", Duration::from_secs(20));
+        let child = self.expect_event(rx, "child_sa_established", Duration::from_secs(5));
+        (ike, child)
     }
-    let _ = c.kill();
-    let _ = c.wait();
-    None
+
+    /// The initiator deletes the IKE SA: a Causeway initiator by itself (after `--hold`),
+    /// strongSwan with `swanctl --terminate`; Causeway must report it deleted.
+    fn tear_down(&self, rx: &mpsc::Receiver<String>, causeway_initiated: bool) -> String {
+        if !causeway_initiated {
+            self.swanctl_completes(&["--terminate", "--ike", "cw", "--timeout", "10"]);
+        }
+        self.expect_event(rx, "ike_sa_deleted", Duration::from_secs(15))
+    }
+
+    /// After an IKE SA rekey (Causeway's `ike_sa_rekeyed` line `rekeyed`): strongSwan
+    /// lists the new IKE SPIs. Returns its listing and the new initiator SPI.
+    fn check_ike_rekeyed<'a>(&self, rekeyed: &'a str) -> (String, &'a str) {
+        std::thread::sleep(Duration::from_millis(500));
+        let sas = self.swanctl(&["--list-sas"]);
+        println!("{sas}");
+        let (spi_i, spi_r) = (
+            field(rekeyed, "spi_i").unwrap(),
+            field(rekeyed, "spi_r").unwrap(),
+        );
+        assert!(
+            sas.contains(spi_i) && sas.contains(spi_r),
+            "new IKE SPIs not in\n{sas}"
+        );
+        (sas, spi_i)
+    }
 }
 
 /// Checks that strongSwan lists the same IKE SPIs and the crossed ESP SPIs.
@@ -531,70 +296,36 @@ fn check_sas(lab: &Lab, ike_line: &str, child_line: &str, want_ike_alg: &str, wa
 }
 
 fn causeway_initiates(case: Case<'_>, ike_alg: &str, esp_alg: &str) {
-    causeway_initiates_on(Topo::V4, case, ike_alg, esp_alg);
+    handshake(Topo::V4, case, true, ike_alg, esp_alg);
 }
 
-fn causeway_initiates_on(topo: Topo, case: Case<'_>, ike_alg: &str, esp_alg: &str) {
-    if let Some(r) = skip_reason() {
-        eprintln!("SKIP interop_strongswan: {r}");
+fn strongswan_initiates(case: Case<'_>, ike_alg: &str, esp_alg: &str) {
+    handshake(Topo::V4, case, false, ike_alg, esp_alg);
+}
+
+/// One IKE SA and Child SA, initiated by Causeway or by strongSwan: both sides must list
+/// the same SPIs and the expected algorithms; the initiator deletes the SA again and
+/// Causeway exits cleanly.
+fn handshake(topo: Topo, case: Case<'_>, causeway_initiates: bool, ike_alg: &str, esp_alg: &str) {
+    if skipped("interop_strongswan") {
         return;
     }
-    let mut lab = Lab::build("i", topo);
+    let mut lab = Lab::build(if causeway_initiates { "i" } else { "r" }, topo);
     lab.start_charon(&case);
     let started = Instant::now();
-    let (mut cw, rx) = lab.start_causeway(&case, true, "3", &[]);
-    let ike = wait_for(&rx, "ike_sa_established", Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-    let child = wait_for(&rx, "child_sa_established", Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let hold = if causeway_initiates { "3" } else { "-1" };
+    let (mut cw, rx) = lab.start_causeway(&case, causeway_initiates, hold, &[]);
+    let (ike, child) = lab.bring_up(&rx, causeway_initiates);
     // Process start to Child SA up, both IKE exchanges over the veth (debug build).
     eprintln!("{}: Child SA up after {:?}", case.ike, started.elapsed());
     check_sas(&lab, &ike, &child, ike_alg, esp_alg);
-    // After --hold, Causeway deletes the IKE SA; strongSwan must answer.
-    wait_for(&rx, "ike_sa_deleted", Duration::from_secs(15))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    lab.tear_down(&rx, causeway_initiates);
     assert_eq!(wait_exit(&mut cw, Duration::from_secs(10)), Some(0));
     let after = lab.swanctl(&["--list-sas"]);
     assert!(
         !after.contains("ESTABLISHED"),
         "strongSwan still has the SA:\n{after}"
     );
-}
-
-fn strongswan_initiates(case: Case<'_>, ike_alg: &str, esp_alg: &str) {
-    strongswan_initiates_on(Topo::V4, case, ike_alg, esp_alg);
-}
-
-fn strongswan_initiates_on(topo: Topo, case: Case<'_>, ike_alg: &str, esp_alg: &str) {
-    if let Some(r) = skip_reason() {
-        eprintln!("SKIP interop_strongswan: {r}");
-        return;
-    }
-    let mut lab = Lab::build("r", topo);
-    lab.start_charon(&case);
-    let (mut cw, rx) = lab.start_causeway(&case, false, "-1", &[]);
-    std::thread::sleep(Duration::from_millis(300)); // sockets bound
-    let out = lab.swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
-    assert!(
-        out.contains("completed successfully"),
-        "{out}\n{}",
-        lab.logs()
-    );
-    let ike = wait_for(&rx, "ike_sa_established", Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-    let child = wait_for(&rx, "child_sa_established", Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-    check_sas(&lab, &ike, &child, ike_alg, esp_alg);
-    // strongSwan deletes; Causeway must see the IKE SA go and exit cleanly.
-    let out = lab.swanctl(&["--terminate", "--ike", "cw", "--timeout", "10"]);
-    assert!(
-        out.contains("completed successfully"),
-        "{out}\n{}",
-        lab.logs()
-    );
-    wait_for(&rx, "ike_sa_deleted", Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-    assert_eq!(wait_exit(&mut cw, Duration::from_secs(10)), Some(0));
 }
 
 const AZURE_DEFAULT: Case<'static> = Case {
@@ -671,8 +402,7 @@ fn more_suites_both_ways() {
 /// Causeway responder; a Causeway initiator rekeys its Child SA (with PFS).
 #[test]
 fn rekeys_both_ways() {
-    if let Some(r) = skip_reason() {
-        eprintln!("SKIP interop_strongswan: {r}");
+    if skipped("interop_strongswan") {
         return;
     }
     // 1. strongSwan rekeys (Causeway responds).
@@ -683,35 +413,15 @@ fn rekeys_both_ways() {
     let mut lab = Lab::new("k");
     lab.start_charon(&case);
     let (mut cw, rx) = lab.start_causeway(&case, false, "-1", &[]);
-    std::thread::sleep(Duration::from_millis(300));
-    let out = lab.swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
-    assert!(
-        out.contains("completed successfully"),
-        "{out}\n{}",
-        lab.logs()
-    );
-    wait_for(&rx, "child_sa_established", Duration::from_secs(5)).unwrap();
+    lab.bring_up(&rx, false);
     let out = lab.swanctl(&["--rekey", "--child", "net"]);
     assert!(out.contains("successfully"), "{out}");
-    let child2 = wait_for(&rx, "child_sa_established", Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-    wait_for(&rx, "child_sa_deleted", Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let child2 = lab.expect_event(&rx, "child_sa_established", Duration::from_secs(10));
+    lab.expect_event(&rx, "child_sa_deleted", Duration::from_secs(10));
     let out = lab.swanctl(&["--rekey", "--ike", "cw"]);
     assert!(out.contains("successfully"), "{out}");
-    let rekeyed = wait_for(&rx, "ike_sa_rekeyed", Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-    std::thread::sleep(Duration::from_millis(500));
-    let sas = lab.swanctl(&["--list-sas"]);
-    println!("{sas}");
-    let (spi_i, spi_r) = (
-        field(&rekeyed, "spi_i").unwrap(),
-        field(&rekeyed, "spi_r").unwrap(),
-    );
-    assert!(
-        sas.contains(spi_i) && sas.contains(spi_r),
-        "new IKE SPIs not in\n{sas}"
-    );
+    let rekeyed = lab.expect_event(&rx, "ike_sa_rekeyed", Duration::from_secs(10));
+    let (sas, spi_i) = lab.check_ike_rekeyed(&rekeyed);
     let local = field(&child2, "local_spi").unwrap();
     assert!(
         sas.contains(local),
@@ -719,13 +429,7 @@ fn rekeys_both_ways() {
         lab.logs()
     );
     // The Child SA survived the IKE rekey: delete everything through the new IKE SA.
-    let out = lab.swanctl(&["--terminate", "--ike", "cw", "--timeout", "10"]);
-    assert!(
-        out.contains("completed successfully"),
-        "{out}\n{}",
-        lab.logs()
-    );
-    let del = wait_for(&rx, "ike_sa_deleted", Duration::from_secs(10)).unwrap();
+    let del = lab.tear_down(&rx, false);
     assert_eq!(field(&del, "spi_i"), Some(spi_i));
     assert_eq!(wait_exit(&mut cw, Duration::from_secs(10)), Some(0));
     drop(lab);
@@ -743,12 +447,9 @@ fn rekeys_both_ways() {
         "5",
         &["--rekey-after", "1", "--rekey-ike-after", "2.5"],
     );
-    wait_for(&rx, "child_sa_established", Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-    let child2 = wait_for(&rx, "child_sa_established", Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-    wait_for(&rx, "child_sa_deleted", Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    lab.expect_event(&rx, "child_sa_established", Duration::from_secs(20));
+    let child2 = lab.expect_event(&rx, "child_sa_established", Duration::from_secs(10));
+    lab.expect_event(&rx, "child_sa_deleted", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     let sas = lab.swanctl(&["--list-sas"]);
     println!("{sas}");
@@ -765,19 +466,8 @@ fn rekeys_both_ways() {
         "old Child SA still there:\n{sas}"
     );
     // Then Causeway rekeys the IKE SA; the Child SA moves along.
-    let rekeyed = wait_for(&rx, "ike_sa_rekeyed", Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-    std::thread::sleep(Duration::from_millis(500));
-    let sas = lab.swanctl(&["--list-sas"]);
-    println!("{sas}");
-    let (spi_i, spi_r) = (
-        field(&rekeyed, "spi_i").unwrap(),
-        field(&rekeyed, "spi_r").unwrap(),
-    );
-    assert!(
-        sas.contains(spi_i) && sas.contains(spi_r),
-        "new IKE SPIs not in\n{sas}"
-    );
+    let rekeyed = lab.expect_event(&rx, "ike_sa_rekeyed", Duration::from_secs(10));
+    let (sas, spi_i) = lab.check_ike_rekeyed(&rekeyed);
     assert_eq!(
         sas.matches("ESTABLISHED").count(),
         1,
@@ -795,8 +485,7 @@ fn rekeys_both_ways() {
 /// A wrong PSK and a proposal mismatch are reported as such on both sides.
 #[test]
 fn errors_both_ways() {
-    if let Some(r) = skip_reason() {
-        eprintln!("SKIP interop_strongswan: {r}");
+    if skipped("interop_strongswan") {
         return;
     }
     let case = AZURE_DEFAULT;
@@ -832,7 +521,6 @@ fn errors_both_ways() {
         esp: "aes128-sha1",
     };
     let (mut cw, rx) = lab.start_causeway(&other, false, "-1", &[]);
-    std::thread::sleep(Duration::from_millis(300));
     let out = lab.swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
     assert!(!out.contains("completed successfully"), "{out}");
     wait_for(&rx, "ike_sa_established", Duration::from_secs(10)).unwrap();
@@ -846,24 +534,22 @@ fn errors_both_ways() {
 #[test]
 fn ipv6_outer_addresses_both_ways() {
     let ike_alg = "AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048_256";
-    causeway_initiates_on(Topo::V6, MODP2048S256, ike_alg, "AES_GCM_16-256");
-    strongswan_initiates_on(Topo::V6, MODP2048S256, ike_alg, "AES_GCM_16-256");
+    handshake(Topo::V6, MODP2048S256, true, ike_alg, "AES_GCM_16-256");
+    handshake(Topo::V6, MODP2048S256, false, ike_alg, "AES_GCM_16-256");
 }
 
 /// Causeway behind a masquerading NAT (random source ports): NAT detection on both
 /// sides, IKE floats to 4500 through the NAT, strongSwan sees the translated address.
 #[test]
 fn causeway_behind_nat() {
-    if let Some(r) = skip_reason() {
-        eprintln!("SKIP interop_strongswan: {r}");
+    if skipped("interop_strongswan") {
         return;
     }
     let case = AZURE_DEFAULT;
     let mut lab = Lab::build("n", Topo::Nat);
     lab.start_charon(&case);
     let (mut cw, rx) = lab.start_causeway(&case, true, "2", &[]);
-    let ike = wait_for(&rx, "ike_sa_established", Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let ike = lab.expect_event(&rx, "ike_sa_established", Duration::from_secs(20));
     assert!(ike.contains("\"nat\":true"), "{ike}");
     assert!(ike.contains("198.51.100.2:4500"), "{ike}");
     let child = wait_for(&rx, "child_sa_established", Duration::from_secs(5)).unwrap();
@@ -893,8 +579,7 @@ fn causeway_behind_nat() {
 /// reassembles the other's.
 #[test]
 fn fragmented_ike_auth_and_rekey_both_ways() {
-    if let Some(r) = skip_reason() {
-        eprintln!("SKIP interop_strongswan: {r}");
+    if skipped("interop_strongswan") {
         return;
     }
     let case = Case {
@@ -908,22 +593,9 @@ fn fragmented_ike_auth_and_rekey_both_ways() {
         let extra = ["--fragment-size", "200", "--rekey-after", "1"];
         let (mut cw, rx) =
             lab.start_causeway(&case, initiate, if initiate { "3" } else { "-1" }, &extra);
-        if !initiate {
-            std::thread::sleep(Duration::from_millis(300));
-            let out = lab.swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
-            assert!(
-                out.contains("completed successfully"),
-                "{out}\n{}",
-                lab.logs()
-            );
-        }
-        let ike = wait_for(&rx, "ike_sa_established", Duration::from_secs(20))
-            .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-        let child = wait_for(&rx, "child_sa_established", Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+        let (ike, child) = lab.bring_up(&rx, initiate);
         // The rekey (our CREATE_CHILD_SA with a 256-byte KE) after 1 s.
-        let rekeyed = wait_for(&rx, "child_sa_established", Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+        let rekeyed = lab.expect_event(&rx, "child_sa_established", Duration::from_secs(10));
         assert_ne!(field(&rekeyed, "local_spi"), field(&child, "local_spi"));
         assert!(field(&ike, "spi_i").is_some());
         assert!(lab.log_shows("splitting IKE message"), "{}", lab.logs());
@@ -932,21 +604,8 @@ fn fragmented_ike_auth_and_rekey_both_ways() {
             "{}",
             lab.logs()
         );
-        if initiate {
-            wait_for(&rx, "ike_sa_deleted", Duration::from_secs(15))
-                .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-        } else {
-            let out = lab.swanctl(&["--terminate", "--ike", "cw", "--timeout", "10"]);
-            assert!(
-                out.contains("completed successfully"),
-                "{out}\n{}",
-                lab.logs()
-            );
-            wait_for(&rx, "ike_sa_deleted", Duration::from_secs(10))
-                .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-        }
-        let stats = wait_for(&rx, "stats", Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+        lab.tear_down(&rx, initiate);
+        let stats = lab.expect_event(&rx, "stats", Duration::from_secs(10));
         println!("{stats}");
         assert!(!stats.contains("\"fragments_sent\":0,"), "{stats}");
         assert!(!stats.contains("\"fragments_received\":0}"), "{stats}");
@@ -959,47 +618,29 @@ fn fragmented_ike_auth_and_rekey_both_ways() {
 /// (reported deleted, so the daemon removes them from the dataplane).
 #[test]
 fn restarted_strongswan_with_initial_contact_replaces_the_old_sas() {
-    if let Some(r) = skip_reason() {
-        eprintln!("SKIP interop_strongswan: {r}");
+    if skipped("interop_strongswan") {
         return;
     }
     let case = MODP2048S256;
     let mut lab = Lab::new("ic");
     lab.start_charon(&case);
     let (mut cw, rx) = lab.start_causeway(&case, false, "-1", &[]);
-    std::thread::sleep(Duration::from_millis(300));
-    let initiate = |lab: &Lab| {
-        let out = lab.swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
-        assert!(
-            out.contains("completed successfully"),
-            "{out}\n{}",
-            lab.logs()
-        );
-    };
-    initiate(&lab);
-    let ike1 = wait_for(&rx, "ike_sa_established", Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-    let child1 = wait_for(&rx, "child_sa_established", Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let (ike1, child1) = lab.bring_up(&rx, false);
     lab.kill_charon();
     lab.start_charon(&case);
-    initiate(&lab);
+    lab.swanctl_completes(&["--initiate", "--child", "net", "--timeout", "15"]);
     assert!(
         lab.log_shows("INITIAL_CONTACT") || lab.log_shows("N(INIT_CONTACT)"),
         "{}",
         lab.logs()
     );
-    let ike2 = wait_for(&rx, "ike_sa_established", Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let ike2 = lab.expect_event(&rx, "ike_sa_established", Duration::from_secs(5));
     assert_ne!(field(&ike1, "spi_i"), field(&ike2, "spi_i"));
-    let child2 = wait_for(&rx, "child_sa_established", Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
-    let gone = wait_for(&rx, "child_sa_deleted", Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let child2 = lab.expect_event(&rx, "child_sa_established", Duration::from_secs(5));
+    let gone = lab.expect_event(&rx, "child_sa_deleted", Duration::from_secs(5));
     assert_eq!(field(&gone, "local_spi"), field(&child1, "local_spi"));
     assert_ne!(field(&child2, "local_spi"), field(&child1, "local_spi"));
-    let gone = wait_for(&rx, "ike_sa_deleted", Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let gone = lab.expect_event(&rx, "ike_sa_deleted", Duration::from_secs(5));
     assert_eq!(field(&gone, "spi_i"), field(&ike1, "spi_i"));
     // The new SAs are the ones strongSwan has.
     check_sas(&lab, &ike2, &child2, "MODP_2048_256", "AES_GCM_16-256");
@@ -1011,8 +652,7 @@ fn restarted_strongswan_with_initial_contact_replaces_the_old_sas() {
 /// 4500, counted by an nftables rule in strongSwan's namespace (UDP length 9 = 8 + 1).
 #[test]
 fn keepalives_from_behind_a_nat_reach_strongswan() {
-    if let Some(r) = skip_reason() {
-        eprintln!("SKIP interop_strongswan: {r}");
+    if skipped("interop_strongswan") {
         return;
     }
     let case = AZURE_DEFAULT;
@@ -1032,11 +672,9 @@ fn keepalives_from_behind_a_nat_reach_strongswan() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     lab.start_charon(&case);
     let (mut cw, rx) = lab.start_causeway(&case, true, "4.5", &["--nat-keepalive", "1"]);
-    let ike = wait_for(&rx, "ike_sa_established", Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let ike = lab.expect_event(&rx, "ike_sa_established", Duration::from_secs(20));
     assert!(ike.contains("\"nat\":true"), "{ike}");
-    wait_for(&rx, "ike_sa_deleted", Duration::from_secs(15))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    lab.expect_event(&rx, "ike_sa_deleted", Duration::from_secs(15));
     assert_eq!(wait_exit(&mut cw, Duration::from_secs(10)), Some(0));
     let o = Command::new("ip")
         .args([
@@ -1067,8 +705,7 @@ fn keepalives_from_behind_a_nat_reach_strongswan() {
 /// fails with "peer unreachable".
 #[test]
 fn dead_strongswan_is_detected_by_dpd() {
-    if let Some(r) = skip_reason() {
-        eprintln!("SKIP interop_strongswan: {r}");
+    if skipped("interop_strongswan") {
         return;
     }
     let case = MODP2048S256;
@@ -1083,14 +720,12 @@ fn dead_strongswan_is_detected_by_dpd() {
         "1",
     ];
     let (mut cw, rx) = lab.start_causeway(&case, true, "-1", &extra);
-    wait_for(&rx, "child_sa_established", Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    lab.expect_event(&rx, "child_sa_established", Duration::from_secs(20));
     // A live peer answers the checks.
     std::thread::sleep(Duration::from_secs(5));
     let killed = Instant::now();
     lab.kill_charon();
-    let dead = wait_for(&rx, "dead_peer", Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let dead = lab.expect_event(&rx, "dead_peer", Duration::from_secs(30));
     let detected = killed.elapsed();
     println!("dead peer detected {detected:?} after the kill: {dead}");
     assert!(detected < Duration::from_secs(12), "{detected:?}");

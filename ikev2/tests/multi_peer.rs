@@ -1,23 +1,22 @@
 //! One responder for dynamic peers (any address) with several initiators in memory.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use ikev2::crypto::TestRng;
-use ikev2::proposal::{parse_esp_proposals, parse_ike_proposals};
-use ikev2::{Config, Endpoint, Event, Identity, Psk};
+use ikev2::{Config, Endpoint, Event, Identity};
 
 const R_ADDR: &str = "198.51.100.7:500";
 
 fn config(local: &str, remote: &str, id: Identity) -> Config {
-    let local_addr: SocketAddr = local.parse().unwrap();
-    let mut c = Config::new(
-        local_addr,
-        remote.parse().unwrap(),
-        Psk::new(b"multi".to_vec()),
+    let mut c = common::config(
+        local,
+        remote,
+        "multi",
+        &["aes128gcm16-prfsha256-x25519"],
+        &["aes128gcm16"],
     );
-    c.ike_proposals = parse_ike_proposals(&["aes128gcm16-prfsha256-x25519"]).unwrap();
-    c.esp_proposals = parse_esp_proposals(&["aes128gcm16"]).unwrap();
     c.local_id = id;
     c
 }

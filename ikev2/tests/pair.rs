@@ -1,12 +1,17 @@
 //! Initiator ↔ responder in memory, on a simulated clock (like quinn-proto's `Pair`).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::config;
 use ikev2::crypto::TestRng;
-use ikev2::proposal::{parse_esp_proposals, parse_ike_proposals};
+use ikev2::proposal::parse_esp_proposals;
 use ikev2::ts::{parse_ts_list, TrafficSelector};
-use ikev2::{ChildSa, Config, Encap, Endpoint, Event, FailReason, Identity, Psk, Transmit};
+use ikev2::{
+    ChildSa, Config, Encap, Endpoint, Event, FailReason, Identity, IkeSuite, Psk, Transmit,
+};
 
 const I_ADDR: &str = "192.0.2.1:500";
 const R_ADDR: &str = "198.51.100.7:500";
@@ -20,6 +25,13 @@ enum Fate {
 
 /// Decides what happens to the n-th datagram.
 type FateFn = Box<dyn FnMut(usize, &Transmit) -> Fate>;
+
+/// How many of `events` match a pattern: `count!(&p.i_events, Event::IkeSaDeleted { .. })`.
+macro_rules! count {
+    ($events:expr, $pat:pat) => {
+        Pair::count($events, |e| matches!(e, $pat))
+    };
+}
 
 struct Pair {
     now: Instant,
@@ -40,12 +52,14 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-fn config(local: &str, remote: &str, psk: &str, ike: &[&str], esp: &[&str]) -> Config {
-    let mut c = Config::new(addr(local), addr(remote), Psk::new(psk.as_bytes().to_vec()));
-    c.ike_proposals = parse_ike_proposals(ike).unwrap();
-    c.esp_proposals = parse_esp_proposals(esp).unwrap();
-    c.local_id = Identity::Addr(addr(local).ip());
-    c
+/// The initiator's config (PSK "s") with one IKE and one ESP proposal.
+fn i_config(ike: &str, esp: &str) -> Config {
+    config(I_ADDR, R_ADDR, "s", &[ike], &[esp])
+}
+
+/// The responder's config (PSK "s") with one IKE and one ESP proposal.
+fn r_config(ike: &str, esp: &str) -> Config {
+    config(R_ADDR, I_ADDR, "s", &[ike], &[esp])
 }
 
 impl Pair {
@@ -65,11 +79,36 @@ impl Pair {
         }
     }
 
+    /// A pair with `f` applied to both configs (settings both sides share).
+    fn alike(mut ic: Config, mut rc: Config, f: impl Fn(&mut Config)) -> Pair {
+        f(&mut ic);
+        f(&mut rc);
+        Pair::new(ic, rc)
+    }
+
     fn default_pair(ike: &str, esp: &str) -> Pair {
         Pair::new(
             config(I_ADDR, R_ADDR, "secret", &[ike], &[esp]),
             config(R_ADDR, I_ADDR, "secret", &[ike], &[esp]),
         )
+    }
+
+    /// Starts the exchange at the initiator and runs it for up to 1 s.
+    fn run_initiation(&mut self) {
+        self.i.initiate(self.now);
+        self.drive(Duration::from_secs(1));
+    }
+
+    /// [`Pair::run_initiation`], then [`Pair::assert_up`].
+    fn bring_up(&mut self) -> (ChildSa, ChildSa) {
+        self.run_initiation();
+        self.assert_up()
+    }
+
+    /// Gives the `n`-th datagram (0-based, both directions counted) `fate`; all others
+    /// are delivered.
+    fn fate_of(&mut self, n: usize, fate: Fate) {
+        self.fate = Box::new(move |k, _| if k == n { fate } else { Fate::Deliver });
     }
 
     fn deliver(&mut self, to_responder: bool, t: &Transmit) {
@@ -163,6 +202,17 @@ impl Pair {
             .collect()
     }
 
+    /// The algorithms of the first IKE SA established.
+    fn ike_suite(events: &[Event]) -> IkeSuite {
+        events
+            .iter()
+            .find_map(|e| match e {
+                Event::IkeSaEstablished { suite, .. } => Some(*suite),
+                _ => None,
+            })
+            .expect("an IKE SA established")
+    }
+
     fn failures(events: &[Event]) -> Vec<&FailReason> {
         events
             .iter()
@@ -179,8 +229,7 @@ impl Pair {
 
     /// Asserts one IKE SA and one Child SA on each side with crossed SPIs and keys.
     fn assert_up(&self) -> (ChildSa, ChildSa) {
-        let ike_up =
-            |ev: &[Event]| Pair::count(ev, |e| matches!(e, Event::IkeSaEstablished { .. }));
+        let ike_up = |ev: &[Event]| count!(ev, Event::IkeSaEstablished { .. });
         assert_eq!(
             ike_up(&self.i_events),
             1,
@@ -211,18 +260,40 @@ impl Pair {
         );
         assert_eq!(a.local_ts, b.remote_ts);
         assert_eq!(a.remote_ts, b.local_ts);
+        self.assert_no_failures();
+        assert!(self.i.is_established() && self.r.is_established());
+        (a.clone(), b.clone())
+    }
+
+    /// Asserts that neither side reported an IKE SA or a Child SA deleted.
+    fn assert_nothing_deleted(&self) {
+        for ev in [&self.i_events, &self.r_events] {
+            let deleted = count!(
+                ev,
+                Event::IkeSaDeleted { .. } | Event::ChildSaDeleted { .. }
+            );
+            assert_eq!(deleted, 0, "{ev:?}");
+        }
+    }
+
+    /// Asserts that each side reported exactly one failure: `why`.
+    fn assert_both_failed(&self, why: &FailReason) {
+        assert_eq!(Pair::failures(&self.i_events), vec![why], "initiator");
+        assert_eq!(Pair::failures(&self.r_events), vec![why], "responder");
+    }
+
+    /// Asserts that neither side reported a failure.
+    fn assert_no_failures(&self) {
         assert!(
             Pair::failures(&self.i_events).is_empty(),
-            "{:?}",
+            "initiator events: {:?}",
             self.i_events
         );
         assert!(
             Pair::failures(&self.r_events).is_empty(),
-            "{:?}",
+            "responder events: {:?}",
             self.r_events
         );
-        assert!(self.i.is_established() && self.r.is_established());
-        (a.clone(), b.clone())
     }
 }
 
@@ -251,18 +322,13 @@ fn every_ike_proposal_derives_equal_keys() {
     for ike in AZURE_IKE {
         let mut p = Pair::default_pair(ike, "aes256gcm16");
         let wall = std::time::Instant::now();
-        p.i.initiate(p.now);
-        p.drive(Duration::from_secs(1));
+        p.run_initiation();
         // CPU time of both sides' whole handshake (printed with --nocapture).
         eprintln!("handshake {ike}: {:?}", wall.elapsed());
         let (a, _) = p.assert_up();
         assert_eq!(a.suite, esp::suite::Suite::AES256_GCM16, "{ike}");
-        let suite = p.i_events.iter().find_map(|e| match e {
-            Event::IkeSaEstablished { suite, .. } => Some(*suite),
-            _ => None,
-        });
         let want = ikev2::parse_ike_proposal(ike).unwrap();
-        assert_eq!(suite.unwrap().to_proposal(), want, "{ike}");
+        assert_eq!(Pair::ike_suite(&p.i_events).to_proposal(), want, "{ike}");
         assert_eq!(p.sent, 4, "{ike}: 4 messages without loss");
     }
 }
@@ -272,9 +338,7 @@ fn every_esp_proposal_derives_equal_keys() {
     for esp_s in AZURE_ESP {
         for ike in ["aes256-sha1-modp1024", "aes256-sha256-modp2048s256"] {
             let mut p = Pair::default_pair(ike, esp_s);
-            p.i.initiate(p.now);
-            p.drive(Duration::from_secs(1));
-            let (a, _) = p.assert_up();
+            let (a, _) = p.bring_up();
             let mut want = ikev2::parse_esp_proposal(esp_s).unwrap();
             want.dh.clear(); // no PFS group on the first Child SA
             assert_eq!(a.child_suite.to_proposal().without_dh(), want, "{esp_s}");
@@ -288,15 +352,12 @@ fn azure_defaults_negotiate_aes256_sha1_modp1024() {
     let ic = Config::new(addr(I_ADDR), addr(R_ADDR), Psk::new(b"k".to_vec()));
     let rc = Config::new(addr(R_ADDR), addr(I_ADDR), Psk::new(b"k".to_vec()));
     let mut p = Pair::new(ic, rc);
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (a, _) = p.assert_up();
+    let (a, _) = p.bring_up();
     assert_eq!(a.suite, esp::suite::Suite::AES256_GCM16);
-    let s = p.r_events.iter().find_map(|e| match e {
-        Event::IkeSaEstablished { suite, .. } => Some(*suite),
-        _ => None,
-    });
-    assert_eq!(s.unwrap().to_string(), "aes256-sha1-prfsha1-modp1024");
+    assert_eq!(
+        Pair::ike_suite(&p.r_events).to_string(),
+        "aes256-sha1-prfsha1-modp1024"
+    );
 }
 
 #[test]
@@ -304,7 +365,7 @@ fn each_single_loss_or_duplicate_still_comes_up() {
     for n in 0..4 {
         for fate in [Fate::Drop, Fate::Duplicate] {
             let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
-            p.fate = Box::new(move |k, _| if k == n { fate } else { Fate::Deliver });
+            p.fate_of(n, fate);
             p.i.initiate(p.now);
             p.drive(Duration::from_secs(60));
             p.assert_up();
@@ -320,31 +381,11 @@ fn each_single_loss_or_duplicate_still_comes_up() {
 #[test]
 fn mismatched_proposals_give_no_proposal_chosen() {
     let mut p = Pair::new(
-        config(
-            I_ADDR,
-            R_ADDR,
-            "s",
-            &["aes256-sha256-modp2048"],
-            &["aes256gcm16"],
-        ),
-        config(
-            R_ADDR,
-            I_ADDR,
-            "s",
-            &["aes128gcm16-prfsha256-ecp384"],
-            &["aes256gcm16"],
-        ),
+        i_config("aes256-sha256-modp2048", "aes256gcm16"),
+        r_config("aes128gcm16-prfsha256-ecp384", "aes256gcm16"),
     );
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    assert_eq!(
-        Pair::failures(&p.i_events),
-        vec![&FailReason::NoProposalChosen { what: "IKE" }]
-    );
-    assert_eq!(
-        Pair::failures(&p.r_events),
-        vec![&FailReason::NoProposalChosen { what: "IKE" }]
-    );
+    p.run_initiation();
+    p.assert_both_failed(&FailReason::NoProposalChosen { what: "IKE" });
     assert!(!p.i.is_established() && !p.r.is_established());
     assert_eq!(
         p.i.poll_timeout(),
@@ -356,32 +397,12 @@ fn mismatched_proposals_give_no_proposal_chosen() {
 #[test]
 fn mismatched_esp_gives_no_proposal_chosen_and_deletes_ike_sa() {
     let mut p = Pair::new(
-        config(
-            I_ADDR,
-            R_ADDR,
-            "s",
-            &["aes256-sha256-modp2048"],
-            &["aes256gcm16"],
-        ),
-        config(
-            R_ADDR,
-            I_ADDR,
-            "s",
-            &["aes256-sha256-modp2048"],
-            &["aes128-sha1"],
-        ),
+        i_config("aes256-sha256-modp2048", "aes256gcm16"),
+        r_config("aes256-sha256-modp2048", "aes128-sha1"),
     );
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    assert_eq!(
-        Pair::failures(&p.i_events),
-        vec![&FailReason::NoProposalChosen { what: "ESP" }]
-    );
-    assert_eq!(
-        Pair::failures(&p.r_events),
-        vec![&FailReason::NoProposalChosen { what: "ESP" }]
-    );
-    let deleted = |ev: &[Event]| Pair::count(ev, |e| matches!(e, Event::IkeSaDeleted { .. }));
+    p.run_initiation();
+    p.assert_both_failed(&FailReason::NoProposalChosen { what: "ESP" });
+    let deleted = |ev: &[Event]| count!(ev, Event::IkeSaDeleted { .. });
     assert_eq!(deleted(&p.i_events), 1);
     assert_eq!(deleted(&p.r_events), 1);
     assert!(!p.i.is_established() && !p.r.is_established());
@@ -405,40 +426,19 @@ fn wrong_psk_fails_authentication_on_both_sides() {
             &["aes256gcm16"],
         ),
     );
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    assert_eq!(
-        Pair::failures(&p.i_events),
-        vec![&FailReason::AuthenticationFailed]
-    );
-    assert_eq!(
-        Pair::failures(&p.r_events),
-        vec![&FailReason::AuthenticationFailed]
-    );
+    p.run_initiation();
+    p.assert_both_failed(&FailReason::AuthenticationFailed);
     assert!(Pair::children(&p.i_events).is_empty() && Pair::children(&p.r_events).is_empty());
     assert!(!p.i.is_established() && !p.r.is_established());
 }
 
 #[test]
 fn wrong_remote_id_fails() {
-    let ic = config(
-        I_ADDR,
-        R_ADDR,
-        "s",
-        &["aes256-sha1-modp1024"],
-        &["aes256gcm16"],
-    );
-    let mut rc = config(
-        R_ADDR,
-        I_ADDR,
-        "s",
-        &["aes256-sha1-modp1024"],
-        &["aes256gcm16"],
-    );
+    let ic = i_config("aes256-sha1-modp1024", "aes256gcm16");
+    let mut rc = r_config("aes256-sha1-modp1024", "aes256gcm16");
     rc.remote_id = Some(Identity::parse("@site-a.example"));
     let mut p = Pair::new(ic, rc);
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
+    p.run_initiation();
     assert_eq!(
         Pair::failures(&p.i_events),
         vec![&FailReason::AuthenticationFailed]
@@ -451,28 +451,14 @@ fn wrong_remote_id_fails() {
 
 #[test]
 fn fqdn_identities_work() {
-    let mut ic = config(
-        I_ADDR,
-        R_ADDR,
-        "s",
-        &["aes256-sha256-x25519"],
-        &["aes256gcm16"],
-    );
-    let mut rc = config(
-        R_ADDR,
-        I_ADDR,
-        "s",
-        &["aes256-sha256-x25519"],
-        &["aes256gcm16"],
-    );
+    let mut ic = i_config("aes256-sha256-x25519", "aes256gcm16");
+    let mut rc = r_config("aes256-sha256-x25519", "aes256gcm16");
     ic.local_id = Identity::parse("@site-a.example");
     ic.remote_id = Some(Identity::parse("@hub.example"));
     rc.local_id = Identity::parse("@hub.example");
     rc.remote_id = Some(Identity::parse("@site-a.example"));
     let mut p = Pair::new(ic, rc);
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    p.assert_up();
+    p.bring_up();
     let peer = p.r_events.iter().find_map(|e| match e {
         Event::IkeSaEstablished { peer_id, .. } => Some(peer_id.clone()),
         _ => None,
@@ -482,60 +468,26 @@ fn fqdn_identities_work() {
 
 #[test]
 fn disjoint_selectors_give_ts_unacceptable() {
-    let mut ic = config(
-        I_ADDR,
-        R_ADDR,
-        "s",
-        &["aes256-sha256-modp2048s256"],
-        &["aes256gcm16"],
-    );
-    let mut rc = config(
-        R_ADDR,
-        I_ADDR,
-        "s",
-        &["aes256-sha256-modp2048s256"],
-        &["aes256gcm16"],
-    );
+    let mut ic = i_config("aes256-sha256-modp2048s256", "aes256gcm16");
+    let mut rc = r_config("aes256-sha256-modp2048s256", "aes256gcm16");
     ic.local_ts = parse_ts_list(&["10.1.0.0/16"]).unwrap();
     ic.remote_ts = parse_ts_list(&["10.2.0.0/16"]).unwrap();
     rc.local_ts = parse_ts_list(&["10.9.0.0/16"]).unwrap();
     rc.remote_ts = parse_ts_list(&["10.1.0.0/16"]).unwrap();
     let mut p = Pair::new(ic, rc);
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    assert_eq!(
-        Pair::failures(&p.i_events),
-        vec![&FailReason::TsUnacceptable]
-    );
-    assert_eq!(
-        Pair::failures(&p.r_events),
-        vec![&FailReason::TsUnacceptable]
-    );
+    p.run_initiation();
+    p.assert_both_failed(&FailReason::TsUnacceptable);
     assert!(Pair::children(&p.i_events).is_empty());
 }
 
 #[test]
 fn responder_narrows_any_to_its_selectors() {
-    let ic = config(
-        I_ADDR,
-        R_ADDR,
-        "s",
-        &["aes256-sha256-ecp256"],
-        &["aes256gcm16"],
-    );
-    let mut rc = config(
-        R_ADDR,
-        I_ADDR,
-        "s",
-        &["aes256-sha256-ecp256"],
-        &["aes256gcm16"],
-    );
+    let ic = i_config("aes256-sha256-ecp256", "aes256gcm16");
+    let mut rc = r_config("aes256-sha256-ecp256", "aes256gcm16");
     rc.local_ts = parse_ts_list(&["10.2.0.0/16", "10.3.0.0/16"]).unwrap();
     rc.remote_ts = parse_ts_list(&["10.1.0.0/16"]).unwrap();
     let mut p = Pair::new(ic, rc);
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (a, _) = p.assert_up();
+    let (a, _) = p.bring_up();
     assert_eq!(a.local_ts, parse_ts_list(&["10.1.0.0/16"]).unwrap());
     assert_eq!(
         a.remote_ts,
@@ -548,73 +500,39 @@ fn responder_narrows_any_to_its_selectors() {
 fn invalid_ke_payload_retry_succeeds() {
     // The initiator prefers ecp256 (its KE), the responder only takes modp2048.
     let mut p = Pair::new(
-        config(
-            I_ADDR,
-            R_ADDR,
-            "s",
-            &["aes256-sha256-ecp256-modp2048"],
-            &["aes256gcm16"],
-        ),
-        config(
-            R_ADDR,
-            I_ADDR,
-            "s",
-            &["aes256-sha256-modp2048"],
-            &["aes256gcm16"],
-        ),
+        i_config("aes256-sha256-ecp256-modp2048", "aes256gcm16"),
+        r_config("aes256-sha256-modp2048", "aes256gcm16"),
     );
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    p.assert_up();
+    p.bring_up();
     assert_eq!(p.sent, 6, "INVALID_KE round trip + 4 messages");
-    let s = p.i_events.iter().find_map(|e| match e {
-        Event::IkeSaEstablished { suite, .. } => Some(*suite),
-        _ => None,
-    });
-    assert_eq!(s.unwrap().dh, ikev2::crypto::DhGroup::Modp2048);
+    assert_eq!(
+        Pair::ike_suite(&p.i_events).dh,
+        ikev2::crypto::DhGroup::Modp2048
+    );
 }
 
 #[test]
 fn responder_prefers_the_group_of_the_initiators_ke() {
     // Both groups acceptable to the responder: no INVALID_KE round trip needed.
     let mut p = Pair::new(
-        config(
-            I_ADDR,
-            R_ADDR,
-            "s",
-            &["aes256-sha256-ecp256-modp2048"],
-            &["aes256gcm16"],
-        ),
-        config(
-            R_ADDR,
-            I_ADDR,
-            "s",
-            &["aes256-sha256-modp2048-ecp256"],
-            &["aes256gcm16"],
-        ),
+        i_config("aes256-sha256-ecp256-modp2048", "aes256gcm16"),
+        r_config("aes256-sha256-modp2048-ecp256", "aes256gcm16"),
     );
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    p.assert_up();
+    p.bring_up();
     assert_eq!(p.sent, 4);
 }
 
 #[test]
 fn delete_from_initiator_tears_down_both_sides() {
     let mut p = Pair::default_pair("aes256-sha1-modp1024", "aes256gcm16");
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (a, b) = p.assert_up();
+    let (a, b) = p.bring_up();
     p.i.terminate(p.now);
     p.drive(Duration::from_secs(2));
     for (ev, c) in [(&p.i_events, &a), (&p.r_events, &b)] {
         assert!(ev.iter().any(
             |e| matches!(e, Event::ChildSaDeleted { local_spi, .. } if *local_spi == c.local_spi)
         ));
-        assert_eq!(
-            Pair::count(ev, |e| matches!(e, Event::IkeSaDeleted { .. })),
-            1
-        );
+        assert_eq!(count!(ev, Event::IkeSaDeleted { .. }), 1);
     }
     assert!(!p.i.is_established() && !p.r.is_established());
     assert!(p.i.ike_sas().is_empty() && p.r.ike_sas().is_empty());
@@ -623,13 +541,11 @@ fn delete_from_initiator_tears_down_both_sides() {
 #[test]
 fn delete_from_responder_and_child_delete() {
     let mut p = Pair::default_pair("aes256-sha256-modp2048s256", "aes256gcm16");
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (a, b) = p.assert_up();
+    let (a, b) = p.bring_up();
     // Child SA delete from the responder, by its inbound SPI.
     assert!(p.r.delete_child(p.now, b.local_spi));
     p.drive(Duration::from_secs(2));
-    let child_del = |ev: &[Event]| Pair::count(ev, |e| matches!(e, Event::ChildSaDeleted { .. }));
+    let child_del = |ev: &[Event]| count!(ev, Event::ChildSaDeleted { .. });
     assert_eq!(child_del(&p.i_events), 1);
     assert_eq!(child_del(&p.r_events), 1);
     assert!(p.i_events.iter().any(|e| matches!(e, Event::ChildSaDeleted { local_spi, remote_spi } if *local_spi == a.local_spi && *remote_spi == a.remote_spi)));
@@ -643,9 +559,7 @@ fn delete_from_responder_and_child_delete() {
 #[test]
 fn liveness_check_is_answered_and_silence_is_detected() {
     let mut p = Pair::default_pair("aes256-sha256-x25519", "aes256gcm16");
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    p.assert_up();
+    p.bring_up();
     let sent = p.sent;
     p.i.check_liveness(p.now);
     p.drive(Duration::from_secs(2));
@@ -688,26 +602,8 @@ fn unreachable_peer_fails_after_retransmissions() {
 
 #[test]
 fn nat_is_detected_and_ike_floats_to_4500() {
-    // The responder knows the initiator by its NAT's public address.
-    let ic = config(
-        I_ADDR,
-        R_ADDR,
-        "s",
-        &["aes256-sha256-modp2048"],
-        &["aes256gcm16"],
-    );
-    let rc = config(
-        R_ADDR,
-        "203.0.113.9:500",
-        "s",
-        &["aes256-sha256-modp2048"],
-        &["aes256gcm16"],
-    );
-    let mut p = Pair::new(ic, rc);
-    p.nat_public = Some(addr("203.0.113.9:40000"));
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (a, b) = p.assert_up();
+    let mut p = nat_pair("aes256-sha256-modp2048");
+    let (a, b) = p.bring_up();
     assert!(a.udp_encap && b.udp_encap);
     assert_eq!(a.remote_addr.port(), 4500);
     assert_eq!(a.local_addr.port(), 4500);
@@ -716,25 +612,11 @@ fn nat_is_detected_and_ike_floats_to_4500() {
 
 #[test]
 fn forced_encapsulation_without_nat() {
-    let mut ic = config(
-        I_ADDR,
-        R_ADDR,
-        "s",
-        &["aes256-sha256-ecp256"],
-        &["aes256gcm16"],
-    );
+    let mut ic = i_config("aes256-sha256-ecp256", "aes256gcm16");
     ic.encap = Encap::Force;
-    let rc = config(
-        R_ADDR,
-        I_ADDR,
-        "s",
-        &["aes256-sha256-ecp256"],
-        &["aes256gcm16"],
-    );
+    let rc = r_config("aes256-sha256-ecp256", "aes256gcm16");
     let mut p = Pair::new(ic, rc);
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (a, b) = p.assert_up();
+    let (a, b) = p.bring_up();
     assert!(a.udp_encap && b.udp_encap);
     assert_eq!(b.local_addr.port(), 4500);
 }
@@ -742,9 +624,7 @@ fn forced_encapsulation_without_nat() {
 #[test]
 fn no_nat_keeps_port_500_and_no_encap() {
     let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (a, b) = p.assert_up();
+    let (a, b) = p.bring_up();
     assert!(!a.udp_encap && !b.udp_encap);
     assert_eq!(a.remote_addr, addr(R_ADDR));
 }
@@ -778,9 +658,7 @@ fn garbage_and_foreign_datagrams_are_ignored() {
 #[test]
 fn keys_and_psk_never_in_debug() {
     let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (a, _) = p.assert_up();
+    let (a, _) = p.bring_up();
     let dbg = format!(
         "{:?} {:?} {:?} {:?}",
         p.i_events,
@@ -811,9 +689,7 @@ fn endpoint_is_send() {
 
 #[test]
 fn initiator_retries_with_cookie() {
-    use ikev2::wire::{
-        ExchangeType, Flags, HeaderRepr, Message, NotifyPayload, NotifyType, Payload,
-    };
+    use ikev2::wire::{HeaderRepr, Message, NotifyPayload, NotifyType, Payload};
     let mut p = Pair::default_pair("aes256-sha256-modp2048s256", "aes256gcm16");
     p.i.initiate(p.now);
     let first = p.i.poll_transmit().unwrap();
@@ -821,17 +697,7 @@ fn initiator_retries_with_cookie() {
     // A responder under load answers with a COOKIE instead of keeping state.
     let cookie = vec![0xc0, 0x0c, 0x1e, 0x42];
     let answer = Message {
-        header: HeaderRepr {
-            spi_i: req.header.spi_i,
-            spi_r: 0,
-            exchange_type: ExchangeType::IKE_SA_INIT,
-            flags: Flags {
-                initiator: false,
-                version: false,
-                response: true,
-            },
-            message_id: 0,
-        },
+        header: HeaderRepr::sa_init(req.header.spi_i, true),
         payloads: vec![Payload::Notify(NotifyPayload::new(
             NotifyType::COOKIE,
             cookie.clone(),
@@ -873,25 +739,11 @@ fn half_open_responder_sa_is_forgotten() {
 
 #[test]
 fn automatic_liveness_checks_detect_a_dead_peer() {
-    let mut ic = config(
-        I_ADDR,
-        R_ADDR,
-        "s",
-        &["aes256-sha256-ecp256"],
-        &["aes256gcm16"],
-    );
+    let mut ic = i_config("aes256-sha256-ecp256", "aes256gcm16");
     ic.dpd_delay = Some(Duration::from_secs(30));
-    let rc = config(
-        R_ADDR,
-        I_ADDR,
-        "s",
-        &["aes256-sha256-ecp256"],
-        &["aes256gcm16"],
-    );
+    let rc = r_config("aes256-sha256-ecp256", "aes256gcm16");
     let mut p = Pair::new(ic, rc);
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    p.assert_up();
+    p.bring_up();
     let up = p.now;
     // A live peer answers every 30 s check.
     p.drive(Duration::from_secs(100));
@@ -926,9 +778,7 @@ fn assert_crossed(p: &Pair, n: usize) -> (ChildSa, ChildSa) {
 
 fn rekey_and_check(ike: &str, esp_s: &str, from_initiator: bool) {
     let mut p = Pair::default_pair(ike, esp_s);
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (a, b) = p.assert_up();
+    let (a, b) = p.bring_up();
     let ok = if from_initiator {
         p.i.rekey_child(p.now, a.local_spi)
     } else {
@@ -955,7 +805,7 @@ fn rekey_and_check(ike: &str, esp_s: &str, from_initiator: bool) {
             .expect("old Child SA deleted");
         assert!(pos_del > pos_new);
     }
-    assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+    p.assert_no_failures();
     // No loss: the rekey's initiator sends on the new Child SA at once and announces
     // the Delete of the old one; its responder defers until the peer confirmed.
     let (rekeyer, answerer, old_r, new_r, new_a) = if from_initiator {
@@ -1007,24 +857,10 @@ fn child_rekey_with_pfs() {
 #[test]
 fn pfs_required_but_not_offered_keeps_the_old_child() {
     let mut p = Pair::new(
-        config(
-            I_ADDR,
-            R_ADDR,
-            "s",
-            &["aes256-sha256-ecp256"],
-            &["aes256gcm16"],
-        ),
-        config(
-            R_ADDR,
-            I_ADDR,
-            "s",
-            &["aes256-sha256-ecp256"],
-            &["aes256gcm16-ecp256"],
-        ),
+        i_config("aes256-sha256-ecp256", "aes256gcm16"),
+        r_config("aes256-sha256-ecp256", "aes256gcm16-ecp256"),
     );
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (a, _) = p.assert_up(); // no DH in IKE_AUTH: the first Child SA comes up
+    let (a, _) = p.bring_up(); // no DH in IKE_AUTH: the first Child SA comes up
     assert!(p.i.rekey_child(p.now, a.local_spi));
     p.drive(Duration::from_secs(2));
     assert_eq!(
@@ -1037,74 +873,44 @@ fn pfs_required_but_not_offered_keeps_the_old_child() {
 #[test]
 fn rekey_without_pfs_is_accepted_when_configured() {
     // Azure: we want PFS, the peer rekeys without a KE payload.
-    let mut rc = config(
-        R_ADDR,
-        I_ADDR,
-        "s",
-        &["aes256-sha256-ecp256"],
-        &["aes256gcm16-ecp256"],
-    );
+    let mut rc = r_config("aes256-sha256-ecp256", "aes256gcm16-ecp256");
     rc.accept_rekey_without_pfs = true;
-    let ic = config(
-        I_ADDR,
-        R_ADDR,
-        "s",
-        &["aes256-sha256-ecp256"],
-        &["aes256gcm16"],
-    );
+    let ic = i_config("aes256-sha256-ecp256", "aes256gcm16");
     let mut p = Pair::new(ic, rc);
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (a, _) = p.assert_up();
+    let (a, _) = p.bring_up();
     assert!(p.i.rekey_child(p.now, a.local_spi));
     p.drive(Duration::from_secs(2));
     let (a2, b2) = assert_crossed(&p, 1);
     assert_eq!((a2.child_suite.dh, b2.child_suite.dh), (None, None));
-    assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+    p.assert_no_failures();
 }
 
 #[test]
 fn children_rekey_by_themselves() {
-    let mut ic = config(
-        I_ADDR,
-        R_ADDR,
-        "s",
-        &["aes256-sha256-ecp256"],
-        &["aes256gcm16"],
+    let mut p = Pair::alike(
+        i_config("aes256-sha256-ecp256", "aes256gcm16"),
+        r_config("aes256-sha256-ecp256", "aes256gcm16"),
+        |c| c.child_rekey_time = Some(Duration::from_secs(100)),
     );
-    let mut rc = config(
-        R_ADDR,
-        I_ADDR,
-        "s",
-        &["aes256-sha256-ecp256"],
-        &["aes256gcm16"],
-    );
-    ic.child_rekey_time = Some(Duration::from_secs(100));
-    rc.child_rekey_time = Some(Duration::from_secs(100));
-    let mut p = Pair::new(ic, rc);
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    p.assert_up();
+    p.bring_up();
     // The initiator rekeys at 100 s and 200 s; the responder (at 105 s) never has to.
     p.drive(Duration::from_secs(250));
     assert_eq!(Pair::children(&p.i_events).len(), 3);
     assert_crossed(&p, 1);
     assert_crossed(&p, 2);
-    let dels = |ev: &[Event]| Pair::count(ev, |e| matches!(e, Event::ChildSaDeleted { .. }));
+    let dels = |ev: &[Event]| count!(ev, Event::ChildSaDeleted { .. });
     assert_eq!(dels(&p.i_events), 2);
     assert_eq!(dels(&p.r_events), 2);
     assert_eq!(p.i.ike_sas()[0].children.len(), 1);
-    assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+    p.assert_no_failures();
 }
 
 #[test]
 fn rekey_survives_a_lost_message() {
     for n in [4, 5] {
         let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
-        p.fate = Box::new(move |k, _| if k == n { Fate::Drop } else { Fate::Deliver });
-        p.i.initiate(p.now);
-        p.drive(Duration::from_secs(1));
-        let (a, _) = p.assert_up();
+        p.fate_of(n, Fate::Drop);
+        let (a, _) = p.bring_up();
         assert!(p.i.rekey_child(p.now, a.local_spi));
         p.drive(Duration::from_secs(30));
         assert_crossed(&p, 1);
@@ -1130,9 +936,7 @@ fn rekeyed(ev: &[Event]) -> Vec<(u64, u64, u64, u64)> {
 
 fn ike_rekey_and_check(from_initiator: bool, ike: &str) {
     let mut p = Pair::default_pair(ike, "aes256gcm16");
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (a, b) = p.assert_up();
+    let (a, b) = p.bring_up();
     let old = p.i.ike_sas()[0].clone();
     if from_initiator {
         p.i.rekey_ike(p.now);
@@ -1155,16 +959,8 @@ fn ike_rekey_and_check(from_initiator: bool, ike: &str) {
         // The side that rekeyed is the new IKE SA's original initiator (RFC 7296 §2.18).
         assert_eq!(sas[0].initiator, std::ptr::eq(ep, &p.i) == from_initiator);
     }
-    for ev in [&p.i_events, &p.r_events] {
-        assert_eq!(
-            Pair::count(ev, |e| matches!(
-                e,
-                Event::IkeSaDeleted { .. } | Event::ChildSaDeleted { .. }
-            )),
-            0
-        );
-    }
-    assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+    p.assert_nothing_deleted();
+    p.assert_no_failures();
     // The new IKE SA works: rekey the Child SA through it, then delete everything.
     assert!(p.r.rekey_child(p.now, b.local_spi));
     p.drive(Duration::from_secs(3));
@@ -1198,26 +994,12 @@ fn ike_rekey_from_responder() {
 fn ike_rekey_by_itself() {
     // After an INVALID_KE_PAYLOAD round trip at IKE_SA_INIT, the rekey (by time) uses the
     // group in use (modp2048) and needs no second round trip.
-    let mut ic = config(
-        I_ADDR,
-        R_ADDR,
-        "s",
-        &["aes256-sha256-ecp256-modp2048"],
-        &["aes256gcm16"],
+    let mut p = Pair::alike(
+        i_config("aes256-sha256-ecp256-modp2048", "aes256gcm16"),
+        r_config("aes256-sha256-modp2048", "aes256gcm16"),
+        |c| c.ike_rekey_time = Some(Duration::from_secs(100)),
     );
-    let mut rc = config(
-        R_ADDR,
-        I_ADDR,
-        "s",
-        &["aes256-sha256-modp2048"],
-        &["aes256gcm16"],
-    );
-    ic.ike_rekey_time = Some(Duration::from_secs(100));
-    rc.ike_rekey_time = Some(Duration::from_secs(100));
-    let mut p = Pair::new(ic, rc);
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    p.assert_up();
+    p.bring_up();
     p.drive(Duration::from_secs(150));
     assert_eq!(rekeyed(&p.i_events).len(), 1, "{:?}", p.i_events);
     assert_eq!(
@@ -1236,17 +1018,15 @@ fn delete_survives_loss_and_duplication() {
     for n in [4, 5] {
         for fate in [Fate::Drop, Fate::Duplicate] {
             let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
-            p.fate = Box::new(move |k, _| if k == n { fate } else { Fate::Deliver });
-            p.i.initiate(p.now);
-            p.drive(Duration::from_secs(1));
-            p.assert_up();
+            p.fate_of(n, fate);
+            p.bring_up();
             p.i.terminate(p.now);
             p.drive(Duration::from_secs(200));
             // A lost Delete response: the responder is gone, the initiator retransmits
             // into the void and gives up; either way both report the IKE SA deleted once.
             for ev in [&p.i_events, &p.r_events] {
                 assert_eq!(
-                    Pair::count(ev, |e| matches!(e, Event::IkeSaDeleted { .. })),
+                    count!(ev, Event::IkeSaDeleted { .. }),
                     1,
                     "{n} {fate:?}: {ev:?}"
                 );
@@ -1259,9 +1039,7 @@ fn delete_survives_loss_and_duplication() {
 #[test]
 fn restarted_peer_with_initial_contact_replaces_the_old_sa() {
     let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (_, b) = p.assert_up();
+    let (_, b) = p.bring_up();
     // The initiator restarts: a fresh endpoint (new SPIs, same addresses).
     p.i = Endpoint::new(
         config(
@@ -1274,17 +1052,13 @@ fn restarted_peer_with_initial_contact_replaces_the_old_sa() {
         Box::new(TestRng::new(99)),
     );
     p.i_events.clear();
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
+    p.run_initiation();
     let ups = Pair::children(&p.r_events);
     assert_eq!(ups.len(), 2);
     assert!(p.r_events.iter().any(
         |e| matches!(e, Event::ChildSaDeleted { local_spi, .. } if *local_spi == b.local_spi)
     ));
-    assert_eq!(
-        Pair::count(&p.r_events, |e| matches!(e, Event::IkeSaDeleted { .. })),
-        1
-    );
+    assert_eq!(count!(&p.r_events, Event::IkeSaDeleted { .. }), 1);
     assert_eq!(p.r.ike_sas().len(), 1, "only the new IKE SA is left");
     assert_crossed_last(&p);
 }
@@ -1299,21 +1073,9 @@ fn assert_crossed_last(p: &Pair) {
 
 #[test]
 fn transmits_on_4500_need_the_marker() {
-    let mut ic = config(
-        I_ADDR,
-        R_ADDR,
-        "s",
-        &["aes256-sha256-ecp256"],
-        &["aes256gcm16"],
-    );
+    let mut ic = i_config("aes256-sha256-ecp256", "aes256gcm16");
     ic.encap = Encap::Force;
-    let rc = config(
-        R_ADDR,
-        I_ADDR,
-        "s",
-        &["aes256-sha256-ecp256"],
-        &["aes256gcm16"],
-    );
+    let rc = r_config("aes256-sha256-ecp256", "aes256gcm16");
     let mut p = Pair::new(ic, rc);
     p.i.initiate(p.now);
     let init = p.i.poll_transmit().unwrap();
@@ -1342,8 +1104,7 @@ fn simultaneous_initiation_gives_two_consistent_sas() {
     p.i.initiate(p.now);
     p.r.initiate(p.now);
     p.drive(Duration::from_secs(1));
-    assert!(Pair::failures(&p.i_events).is_empty(), "{:?}", p.i_events);
-    assert!(Pair::failures(&p.r_events).is_empty(), "{:?}", p.r_events);
+    p.assert_no_failures();
     // Nobody sent INITIAL_CONTACT (each had another IKE SA in progress), so both IKE SAs
     // and both Child SA pairs stay, each matching its counterpart.
     assert_eq!(p.i.ike_sas().len(), 2);
@@ -1360,17 +1121,14 @@ fn simultaneous_initiation_gives_two_consistent_sas() {
         assert_eq!(a.keys_in, b.keys_out);
         assert_eq!(a.keys_out, b.keys_in);
     }
-    assert_eq!(
-        Pair::count(&p.i_events, |e| matches!(e, Event::ChildSaDeleted { .. })),
-        0
-    );
+    assert_eq!(count!(&p.i_events, Event::ChildSaDeleted { .. }), 0);
 }
 
 #[test]
 fn stats_count_drops_retransmissions_and_resent_responses() {
     // Lose the IKE_AUTH response once: one retransmission, one cached response resent.
     let mut p = Pair::default_pair("aes256-sha256-ecp256", "aes256gcm16");
-    p.fate = Box::new(|k, _| if k == 3 { Fate::Drop } else { Fate::Deliver });
+    p.fate_of(3, Fate::Drop);
     p.i.initiate(p.now);
     p.drive(Duration::from_secs(10));
     p.assert_up();
@@ -1386,25 +1144,11 @@ fn stats_count_drops_retransmissions_and_resent_responses() {
 
 #[test]
 fn traffic_from_the_peer_postpones_liveness_checks() {
-    let mut ic = config(
-        I_ADDR,
-        R_ADDR,
-        "s",
-        &["aes256-sha256-ecp256"],
-        &["aes256gcm16"],
-    );
+    let mut ic = i_config("aes256-sha256-ecp256", "aes256gcm16");
     ic.dpd_delay = Some(Duration::from_secs(30));
-    let rc = config(
-        R_ADDR,
-        I_ADDR,
-        "s",
-        &["aes256-sha256-ecp256"],
-        &["aes256gcm16"],
-    );
+    let rc = r_config("aes256-sha256-ecp256", "aes256gcm16");
     let mut p = Pair::new(ic, rc);
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    p.assert_up();
+    p.bring_up();
     let first = p.i.poll_timeout().unwrap();
     p.i.peer_alive(p.now + Duration::from_secs(20));
     assert_eq!(p.i.poll_timeout().unwrap(), first + Duration::from_secs(20));
@@ -1412,63 +1156,37 @@ fn traffic_from_the_peer_postpones_liveness_checks() {
 
 #[test]
 fn absurd_timer_settings_do_not_panic() {
-    let mut ic = config(
-        I_ADDR,
-        R_ADDR,
-        "s",
-        &["aes256-sha256-ecp256"],
-        &["aes256gcm16"],
+    let ike = "aes256-sha256-ecp256";
+    let mut p = Pair::alike(
+        i_config(ike, "aes256gcm16"),
+        r_config(ike, "aes256gcm16"),
+        |c| {
+            c.ike_lifetime = Duration::MAX;
+            c.child_lifetime = Duration::MAX;
+            c.child_rekey_time = Some(Duration::MAX);
+            c.ike_rekey_time = Some(Duration::MAX);
+            c.dpd_delay = Some(Duration::MAX);
+            c.half_open_timeout = Duration::MAX;
+            c.retransmit_timeout = Duration::MAX;
+            c.retransmit_base = f64::NAN;
+        },
     );
-    let mut rc = config(
-        R_ADDR,
-        I_ADDR,
-        "s",
-        &["aes256-sha256-ecp256"],
-        &["aes256gcm16"],
-    );
-    for c in [&mut ic, &mut rc] {
-        c.ike_lifetime = Duration::MAX;
-        c.child_lifetime = Duration::MAX;
-        c.child_rekey_time = Some(Duration::MAX);
-        c.ike_rekey_time = Some(Duration::MAX);
-        c.dpd_delay = Some(Duration::MAX);
-        c.half_open_timeout = Duration::MAX;
-        c.retransmit_timeout = Duration::MAX;
-        c.retransmit_base = f64::NAN;
-    }
-    let mut p = Pair::new(ic, rc);
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    p.assert_up();
+    p.bring_up();
     assert!(p.i.poll_timeout().is_some_and(|t| t > p.now));
 }
 
 #[test]
 fn simultaneous_child_rekeys_leave_one_child_sa() {
     for seed_shift in 0..6u64 {
-        let mut ic = config(
-            I_ADDR,
-            R_ADDR,
-            "s",
-            &["aes256-sha256-ecp256"],
-            &["aes256gcm16"],
-        );
+        let mut ic = i_config("aes256-sha256-ecp256", "aes256gcm16");
         ic.initial_contact = seed_shift % 2 == 0;
-        let rc = config(
-            R_ADDR,
-            I_ADDR,
-            "s",
-            &["aes256-sha256-ecp256"],
-            &["aes256gcm16"],
-        );
+        let rc = r_config("aes256-sha256-ecp256", "aes256gcm16");
         let mut p = Pair::new(ic, rc);
         p.i = Endpoint::new(
             p.i.config().clone(),
             Box::new(TestRng::new(10 + seed_shift)),
         );
-        p.i.initiate(p.now);
-        p.drive(Duration::from_secs(1));
-        let (a, b) = p.assert_up();
+        let (a, b) = p.bring_up();
         // Both rekey the same Child SA at the same moment (RFC 7296 §2.8.1).
         assert!(p.i.rekey_child(p.now, a.local_spi));
         assert!(p.r.rekey_child(p.now, b.local_spi));
@@ -1482,37 +1200,26 @@ fn simultaneous_child_rekeys_leave_one_child_sa() {
         // Every Child SA reported up on one side was reported down on it, except the last.
         for ev in [&p.i_events, &p.r_events] {
             let ups = Pair::children(ev).len();
-            let downs = Pair::count(ev, |e| matches!(e, Event::ChildSaDeleted { .. }));
+            let downs = count!(ev, Event::ChildSaDeleted { .. });
             assert_eq!(ups, downs + 1);
         }
-        assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+        p.assert_no_failures();
     }
 }
 
+/// An x25519 / AES-GCM pair with `f` applied to both configs.
 fn pair_with(f: impl Fn(&mut Config)) -> Pair {
-    let mut ic = config(
-        I_ADDR,
-        R_ADDR,
-        "s",
-        &["aes256-sha256-x25519"],
-        &["aes256gcm16"],
-    );
-    let mut rc = config(
-        R_ADDR,
-        I_ADDR,
-        "s",
-        &["aes256-sha256-x25519"],
-        &["aes256gcm16"],
-    );
-    f(&mut ic);
-    f(&mut rc);
-    Pair::new(ic, rc)
+    Pair::alike(
+        i_config("aes256-sha256-x25519", "aes256gcm16"),
+        r_config("aes256-sha256-x25519", "aes256gcm16"),
+        f,
+    )
 }
 
 fn count_expired(ev: &[Event]) -> (usize, usize) {
     (
-        Pair::count(ev, |e| matches!(e, Event::ChildSaExpired { .. })),
-        Pair::count(ev, |e| matches!(e, Event::IkeSaExpired { .. })),
+        count!(ev, Event::ChildSaExpired { .. }),
+        count!(ev, Event::IkeSaExpired { .. }),
     )
 }
 
@@ -1522,9 +1229,7 @@ fn child_sa_not_rekeyed_is_deleted_at_its_hard_lifetime() {
         c.child_rekey_time = None;
         c.child_lifetime = Duration::from_secs(100);
     });
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (a, b) = p.assert_up();
+    let (a, b) = p.bring_up();
     p.drive(Duration::from_secs(99));
     assert_eq!(count_expired(&p.i_events), (0, 0));
     p.drive(Duration::from_secs(102));
@@ -1539,10 +1244,7 @@ fn child_sa_not_rekeyed_is_deleted_at_its_hard_lifetime() {
             .position(|e| matches!(e, Event::ChildSaDeleted { local_spi, .. } if *local_spi == c.local_spi))
             .expect("deleted");
         assert!(pos_del > pos_exp);
-        assert_eq!(
-            Pair::count(ev, |e| matches!(e, Event::ChildSaDeleted { .. })),
-            1
-        );
+        assert_eq!(count!(ev, Event::ChildSaDeleted { .. }), 1);
     }
     assert!(p.i.ike_sas()[0].children.is_empty());
     assert!(p.r.ike_sas()[0].children.is_empty());
@@ -1558,27 +1260,17 @@ fn ike_sa_not_rekeyed_is_deleted_at_its_hard_lifetime() {
         c.ike_rekey_time = None;
         c.ike_lifetime = Duration::from_secs(300);
     });
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    p.assert_up();
+    p.bring_up();
     p.drive(Duration::from_secs(299));
     assert!(p.i.is_established() && p.r.is_established());
     p.drive(Duration::from_secs(330));
     for ev in [&p.i_events, &p.r_events] {
         assert_eq!(count_expired(ev).1, 1, "{ev:?}");
-        assert_eq!(
-            Pair::count(ev, |e| matches!(e, Event::IkeSaDeleted { .. })),
-            1,
-            "{ev:?}"
-        );
-        assert_eq!(
-            Pair::count(ev, |e| matches!(e, Event::ChildSaDeleted { .. })),
-            1,
-            "{ev:?}"
-        );
+        assert_eq!(count!(ev, Event::IkeSaDeleted { .. }), 1, "{ev:?}");
+        assert_eq!(count!(ev, Event::ChildSaDeleted { .. }), 1, "{ev:?}");
     }
     assert!(p.i.ike_sas().is_empty() && p.r.ike_sas().is_empty());
-    assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+    p.assert_no_failures();
 }
 
 #[test]
@@ -1588,9 +1280,7 @@ fn rekeys_are_jittered_and_happen_before_the_hard_lifetime() {
         c.child_rekey_time = Some(Duration::from_secs(100));
         c.child_rekey_jitter = Duration::from_secs(40);
     });
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    p.assert_up();
+    p.bring_up();
     // Step through 2,000 s and note when each new Child SA appears.
     let mut times = Vec::new();
     let mut seen = 1;
@@ -1635,9 +1325,7 @@ fn daemon_reported_soft_and_hard_limits() {
         c.ike_lifetime = Duration::from_secs(28_800);
         c.child_life_bytes = Some(102_400_000 * 1024);
     });
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (a, _) = p.assert_up();
+    let (a, _) = p.bring_up();
     let lt = a.esp_lifetime;
     assert_eq!(lt.hard.bytes, Some(104_857_600_000));
     assert_eq!(lt.soft.bytes, Some(94_371_840_000));
@@ -1668,7 +1356,7 @@ fn daemon_reported_soft_and_hard_limits() {
     ));
     assert!(p.i.ike_sas()[0].children.is_empty());
     assert!(p.r.ike_sas()[0].children.is_empty());
-    assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+    p.assert_no_failures();
 }
 
 #[test]
@@ -1676,9 +1364,7 @@ fn simultaneous_ike_rekeys_leave_one_ike_sa_with_the_child() {
     for seed in 0..8u64 {
         let mut p = pair_with(|_| {});
         p.i = Endpoint::new(p.i.config().clone(), Box::new(TestRng::new(40 + seed)));
-        p.i.initiate(p.now);
-        p.drive(Duration::from_secs(1));
-        let (a, b) = p.assert_up();
+        let (a, b) = p.bring_up();
         // Both rekey the IKE SA at the same moment (RFC 7296 §2.8.2).
         p.i.rekey_ike(p.now);
         p.r.rekey_ike(p.now);
@@ -1694,15 +1380,9 @@ fn simultaneous_ike_rekeys_leave_one_ike_sa_with_the_child() {
             let r = rekeyed(ev);
             assert_eq!(r.len(), 1, "seed {seed}: {ev:?}");
             assert_eq!((r[0].2, r[0].3), (si[0].spi_i, si[0].spi_r));
-            assert_eq!(
-                Pair::count(ev, |e| matches!(
-                    e,
-                    Event::IkeSaDeleted { .. } | Event::ChildSaDeleted { .. }
-                )),
-                0
-            );
         }
-        assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+        p.assert_nothing_deleted();
+        p.assert_no_failures();
         // The survivor works: a Child SA rekey over it.
         assert!(p.r.rekey_child(p.now, b.local_spi));
         p.drive(Duration::from_secs(110));
@@ -1710,21 +1390,11 @@ fn simultaneous_ike_rekeys_leave_one_ike_sa_with_the_child() {
     }
 }
 
-fn nat_pair() -> Pair {
-    let ic = config(
-        I_ADDR,
-        R_ADDR,
-        "s",
-        &["aes256-sha256-x25519"],
-        &["aes256gcm16"],
-    );
-    let rc = config(
-        R_ADDR,
-        "203.0.113.9:500",
-        "s",
-        &["aes256-sha256-x25519"],
-        &["aes256gcm16"],
-    );
+/// The initiator behind a NAT (public address 203.0.113.9:40000); the responder knows
+/// the initiator by that address.
+fn nat_pair(ike: &str) -> Pair {
+    let ic = i_config(ike, "aes256gcm16");
+    let rc = config(R_ADDR, "203.0.113.9:500", "s", &[ike], &["aes256gcm16"]);
     let mut p = Pair::new(ic, rc);
     p.nat_public = Some(addr("203.0.113.9:40000"));
     p
@@ -1734,7 +1404,7 @@ fn nat_pair() -> Pair {
 fn the_side_behind_a_nat_sends_keepalives_every_20_s() {
     use std::cell::RefCell;
     use std::rc::Rc;
-    let mut p = nat_pair();
+    let mut p = nat_pair("aes256-sha256-x25519");
     let seen: Rc<RefCell<Vec<(bool, Transmit)>>> = Rc::default();
     let s2 = seen.clone();
     p.fate = Box::new(move |_, t| {
@@ -1742,9 +1412,7 @@ fn the_side_behind_a_nat_sends_keepalives_every_20_s() {
             .push((t.src.ip() == addr(I_ADDR).ip(), t.clone()));
         Fate::Deliver
     });
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    p.assert_up();
+    p.bring_up();
     seen.borrow_mut().clear();
     p.drive(Duration::from_secs(101));
     let seen = seen.borrow();
@@ -1764,13 +1432,11 @@ fn the_side_behind_a_nat_sends_keepalives_every_20_s() {
 #[test]
 fn no_keepalives_without_nat_or_when_disabled() {
     let mut p = pair_with(|_| {});
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    p.assert_up();
+    p.bring_up();
     let before = p.sent;
     p.drive(Duration::from_secs(200));
     assert_eq!(p.sent, before);
-    let mut p = nat_pair();
+    let mut p = nat_pair("aes256-sha256-x25519");
     p.i = Endpoint::new(
         {
             let mut c = p.i.config().clone();
@@ -1779,9 +1445,7 @@ fn no_keepalives_without_nat_or_when_disabled() {
         },
         Box::new(TestRng::new(1)),
     );
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    p.assert_up();
+    p.bring_up();
     let before = p.sent;
     p.drive(Duration::from_secs(200));
     assert_eq!(p.sent, before);
@@ -1789,10 +1453,8 @@ fn no_keepalives_without_nat_or_when_disabled() {
 
 #[test]
 fn a_nat_rebinding_is_followed_and_reported() {
-    let mut p = nat_pair();
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (a, b) = p.assert_up();
+    let mut p = nat_pair("aes256-sha256-x25519");
+    let (a, b) = p.bring_up();
     assert_eq!(b.remote_addr, addr("203.0.113.9:40001"));
     // The NAT forgets the mapping and picks another port; the next IKE message (a
     // liveness check) comes from there.
@@ -1828,7 +1490,7 @@ fn a_nat_rebinding_is_followed_and_reported() {
         .iter()
         .any(|e| matches!(e, Event::PeerAddressChanged { .. })));
     assert_eq!(a.remote_addr, p.i.ike_sas()[0].remote_addr);
-    assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+    p.assert_no_failures();
 }
 
 /// The peer goes silent at 50 s; returns the pair and when the initiator declared it dead.
@@ -1842,9 +1504,7 @@ fn dead_peer(action: ikev2::DpdAction) -> (Pair, Duration) {
             c.dpd_action = action;
         }
     });
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    p.assert_up();
+    p.bring_up();
     p.drive(Duration::from_secs(50));
     let dead = Rc::new(Cell::new(true));
     let d2 = dead.clone();
@@ -1902,7 +1562,7 @@ fn dead_peer_restart_reinitiates_and_comes_back_up() {
     let (p, _) = dead_peer(ikev2::DpdAction::Restart);
     // The peer came back right after the detection: a new IKE SA and Child SA.
     assert_eq!(
-        Pair::count(&p.i_events, |e| matches!(e, Event::IkeSaEstablished { .. })),
+        count!(&p.i_events, Event::IkeSaEstablished { .. }),
         2,
         "{:?}",
         p.i_events
@@ -1941,9 +1601,7 @@ fn fragmenting_pair(
 #[test]
 fn large_messages_are_fragmented_and_reassembled() {
     let (mut p, seen) = fragmenting_pair(200, true);
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    let (a, b) = p.assert_up();
+    let (a, b) = p.bring_up();
     {
         let seen = seen.borrow();
         let frags: Vec<_> = seen.iter().filter(|t| is_fragment(t)).collect();
@@ -1964,7 +1622,7 @@ fn large_messages_are_fragmented_and_reassembled() {
     assert_eq!(a2.replaces, Some(a.local_spi));
     assert!(seen.borrow().iter().filter(|t| is_fragment(t)).count() >= 4);
     assert_eq!(p.r.ike_sas()[0].children.len(), 1, "{b:?}");
-    assert!(Pair::failures(&p.i_events).is_empty() && Pair::failures(&p.r_events).is_empty());
+    p.assert_no_failures();
 }
 
 #[test]
@@ -1972,7 +1630,7 @@ fn a_lost_or_duplicated_fragment_is_recovered() {
     for n in 2..6 {
         for fate in [Fate::Drop, Fate::Duplicate] {
             let (mut p, _) = fragmenting_pair(200, true);
-            p.fate = Box::new(move |k, _| if k == n { fate } else { Fate::Deliver });
+            p.fate_of(n, fate);
             p.i.initiate(p.now);
             p.drive(Duration::from_secs(30));
             p.assert_up();
@@ -1983,9 +1641,7 @@ fn a_lost_or_duplicated_fragment_is_recovered() {
 #[test]
 fn no_fragments_unless_both_support_them() {
     let (mut p, seen) = fragmenting_pair(200, false);
-    p.i.initiate(p.now);
-    p.drive(Duration::from_secs(1));
-    p.assert_up();
+    p.bring_up();
     assert!(!seen.borrow().iter().any(is_fragment));
     assert!(seen.borrow().iter().any(|t| t.payload.len() > 172));
 }

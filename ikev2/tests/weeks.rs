@@ -4,13 +4,13 @@
 //! PFS) IKE fragmentation. The SA pair must never be lost, nothing may fail, and the
 //! state must stay bounded.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ikev2::crypto::TestRng;
-use ikev2::proposal::{parse_esp_proposals, parse_ike_proposals};
-use ikev2::{ChildSa, Config, Endpoint, Event, Identity, Psk, Transmit};
+use ikev2::{ChildSa, Config, Endpoint, Event, Transmit};
 
 const I_ADDR: &str = "192.0.2.1:500";
 const R_ADDR: &str = "198.51.100.7:500";
@@ -39,15 +39,13 @@ impl Net {
 }
 
 fn config(local: &str, remote: &str, esp: &str) -> Config {
-    let local_addr: SocketAddr = local.parse().unwrap();
-    let mut c = Config::new(
-        local_addr,
-        remote.parse().unwrap(),
-        Psk::new(b"weeks".to_vec()),
+    let mut c = common::config(
+        local,
+        remote,
+        "weeks",
+        &["aes128gcm16-prfsha256-x25519"],
+        &[esp],
     );
-    c.ike_proposals = parse_ike_proposals(&["aes128gcm16-prfsha256-x25519"]).unwrap();
-    c.esp_proposals = parse_esp_proposals(&[esp]).unwrap();
-    c.local_id = Identity::Addr(local_addr.ip());
     c.child_lifetime = Duration::from_secs(900);
     c.child_rekey_time = Some(Duration::from_secs(300));
     c.child_rekey_jitter = Duration::from_secs(120);

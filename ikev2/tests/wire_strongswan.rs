@@ -5,9 +5,9 @@
 //! and decrypted with the keys charon logged (AES-256-CBC + HMAC-SHA2-256-128) and their
 //! inner chains parsed and re-emitted.
 
-use aws_lc_rs::cipher::{DecryptingKey, DecryptionContext, UnboundCipherKey, AES_256};
-use aws_lc_rs::hmac;
-use aws_lc_rs::iv::FixedLength;
+mod common;
+
+use common::sk::{bytes, open_cbc_sha256};
 use ikev2::wire::{
     dh, emit_chain, emit_encrypted_prefix, encr, integ, parse_chain, prf, raw_body, AddrRange,
     AuthMethod, ExchangeType, IdType, Message, NotifyType, Payload, PayloadSlice, PayloadType,
@@ -135,10 +135,6 @@ const DELETE2_RESP: &str = concat!(
     "37e9bbbecf9191ad31881031aa303f2c7a845ecbda35fef216420bbb03fc10f136c0728b",
 );
 
-fn bytes(h: &str) -> Vec<u8> {
-    hex::decode(h).unwrap()
-}
-
 /// Parses, checks the re-emission is byte-identical, returns the message.
 fn parse_exact(h: &str) -> Message {
     let b = bytes(h);
@@ -146,24 +142,6 @@ fn parse_exact(h: &str) -> Message {
     assert_eq!(m.emit().unwrap(), b, "re-emission differs");
     assert_eq!(m.buffer_len(), b.len());
     m
-}
-
-/// Verifies the ICV (HMAC-SHA2-256-128 over header..ciphertext), decrypts AES-256-CBC and
-/// strips the padding: returns the inner payload chain bytes.
-fn open_sk(msg: &[u8], sk_e: &str, sk_a: &str) -> Vec<u8> {
-    let (authed, icv) = msg.split_at(msg.len() - 16);
-    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &bytes(sk_a)), authed);
-    assert_eq!(&tag.as_ref()[..16], icv, "ICV");
-    let body = &authed[ENCRYPTED_BODY_OFFSET..];
-    let (iv, ct) = body.split_at(16);
-    let key = DecryptingKey::cbc(UnboundCipherKey::new(&AES_256, &bytes(sk_e)).unwrap()).unwrap();
-    let mut buf = ct.to_vec();
-    let iv: [u8; 16] = iv.try_into().unwrap();
-    let pt = key
-        .decrypt(&mut buf, DecryptionContext::Iv128(FixedLength::from(iv)))
-        .unwrap();
-    let pad = *pt.last().unwrap() as usize;
-    pt[..pt.len() - 1 - pad].to_vec()
 }
 
 /// Opens the SK payload of `m`, parses the inner chain and checks it re-emits exactly.
@@ -177,7 +155,7 @@ fn inner(h: &str, m: &Message, sk_e: &str, sk_a: &str) -> Vec<Payload> {
     assert_eq!(off, ENCRYPTED_BODY_OFFSET);
     assert_eq!(prefix, b[..ENCRYPTED_BODY_OFFSET]);
     assert_eq!(&b[ENCRYPTED_BODY_OFFSET..], sk.body.as_slice());
-    let plain = open_sk(&b, sk_e, sk_a);
+    let plain = open_cbc_sha256(&b, ENCRYPTED_BODY_OFFSET, sk_e, sk_a);
     let payloads = parse_chain(sk.next_payload, &plain).unwrap();
     let (first, again) = emit_chain(&payloads).unwrap();
     assert_eq!(first, sk.next_payload);
@@ -325,7 +303,7 @@ fn ike_auth_request() {
     );
     assert!(matches!(tsr[1].range, AddrRange::V6(..)));
     // The raw IDi body (for the AUTH octets) is the ID payload body as sent.
-    let plain = open_sk(&bytes(AUTH_REQ), SK_EI, SK_AI);
+    let plain = open_cbc_sha256(&bytes(AUTH_REQ), ENCRYPTED_BODY_OFFSET, SK_EI, SK_AI);
     assert_eq!(
         raw_body(PayloadType::IDI, &plain, PayloadType::IDI).unwrap(),
         idi.to_bytes()

@@ -4,9 +4,9 @@
 //! logged, and the decrypted contents, put back together by [`Reassembly`] in any order,
 //! must parse as the payloads strongSwan logged.
 
-use aws_lc_rs::cipher::{DecryptingKey, DecryptionContext, UnboundCipherKey, AES_256};
-use aws_lc_rs::hmac;
-use aws_lc_rs::iv::FixedLength;
+mod common;
+
+use common::sk::{bytes, open_cbc_sha256};
 use ikev2::wire::{
     emit_chain, emit_fragment_prefix, parse_chain, IdType, Message, NotifyType, Payload,
     PayloadSlice, PayloadType, ProtocolId, Reassembly, FRAGMENT_BODY_OFFSET,
@@ -66,10 +66,6 @@ const REKEY_RESP_FRAGS: [&str; 4] = [
     ),
 ];
 
-fn bytes(h: &str) -> Vec<u8> {
-    hex::decode(h).unwrap()
-}
-
 /// Parses one fragment message, checks re-emission and the prefix helper, verifies the
 /// ICV, decrypts; returns (number, total, next payload, decrypted content).
 fn open_fragment(h: &str, sk_e: &str, sk_a: &str) -> (u16, u16, PayloadType, Vec<u8>) {
@@ -90,23 +86,8 @@ fn open_fragment(h: &str, sk_e: &str, sk_a: &str) -> (u16, u16, PayloadType, Vec
     assert_eq!(off, FRAGMENT_BODY_OFFSET);
     assert_eq!(prefix, msg[..FRAGMENT_BODY_OFFSET]);
 
-    let (authed, icv) = msg.split_at(msg.len() - 16);
-    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &bytes(sk_a)), authed);
-    assert_eq!(&tag.as_ref()[..16], icv, "ICV");
-    let (iv, ct) = authed[FRAGMENT_BODY_OFFSET..].split_at(16);
-    let key = DecryptingKey::cbc(UnboundCipherKey::new(&AES_256, &bytes(sk_e)).unwrap()).unwrap();
-    let mut buf = ct.to_vec();
-    let iv: [u8; 16] = iv.try_into().unwrap();
-    let pt = key
-        .decrypt(&mut buf, DecryptionContext::Iv128(FixedLength::from(iv)))
-        .unwrap();
-    let pad = *pt.last().unwrap() as usize;
-    (
-        f.number,
-        f.total,
-        f.next_payload,
-        pt[..pt.len() - 1 - pad].to_vec(),
-    )
+    let plain = open_cbc_sha256(&msg, FRAGMENT_BODY_OFFSET, sk_e, sk_a);
+    (f.number, f.total, f.next_payload, plain)
 }
 
 /// Reassembles the fragments in the given order; returns the inner payloads.

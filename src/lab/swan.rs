@@ -3,9 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{cmd, Netns, Peer, ANNOUNCE_B, BGP_A, BGP_B, TUNNEL, WAN_A, WAN_B};
+use super::{
+    cmd, stdout_and_stderr, terminate, wait_for, Netns, Peer, ANNOUNCE_B, BGP_A, BGP_B, TUNNEL,
+    WAN_A, WAN_B,
+};
 
 const CHARON: &str = "/usr/sbin/charon-systemd";
 const SWANCTL: &str = "/usr/sbin/swanctl";
@@ -163,24 +166,9 @@ fn spawn(ns: &Netns, args: &[&str], log: &Path, conf: &Path) -> Result<Child, St
         .map_err(|e| format!("{}: {e}", args.first().copied().unwrap_or("")))
 }
 
+/// Stops a process of ours (SIGTERM, 5 s, then SIGKILL); its exit status if it exited.
 fn stop_child(c: &mut Option<Child>) -> Option<std::process::ExitStatus> {
-    let mut child = c.take()?;
-    if let Ok(pid) = i32::try_from(child.id()) {
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-    }
-    let until = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < until {
-        if let Ok(Some(st)) = child.try_wait() {
-            return Some(st);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
+    terminate(c.take()?, Duration::from_secs(5))
 }
 
 impl SwanBird {
@@ -210,12 +198,9 @@ impl SwanBird {
             bird: None,
         };
         let vici = d.join("charon.vici");
-        let t0 = Instant::now();
-        while !vici.exists() {
-            if t0.elapsed() > Duration::from_secs(10) {
-                return Err(format!("charon did not start: {}", me.log_tail()));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let charon_up = || vici.exists().then_some(());
+        if wait_for(Duration::from_secs(10), charon_up).is_none() {
+            return Err(format!("charon did not start: {}", me.log_tail()));
         }
         let file = d.join("swanctl.conf").to_string_lossy().into_owned();
         let out = me.swanctl(&["--load-all", "--file", &file])?;
@@ -223,12 +208,9 @@ impl SwanBird {
             return Err(format!("swanctl --load-all: {out}"));
         }
         // ipsec0 (kernel-libipsec's TUN) must exist for BIRD's static route to it.
-        let t1 = Instant::now();
-        while ns.ip(&["link", "show", "ipsec0"]).is_err() {
-            if t1.elapsed() > Duration::from_secs(5) {
-                return Err("charon did not create ipsec0 (kernel-libipsec)".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let ipsec0_up = || ns.ip(&["link", "show", "ipsec0"]).ok();
+        if wait_for(Duration::from_secs(5), ipsec0_up).is_none() {
+            return Err("charon did not create ipsec0 (kernel-libipsec)".into());
         }
         let bird_conf = d.join("bird.conf").to_string_lossy().into_owned();
         let ctl = d.join("bird.ctl").to_string_lossy().into_owned();
@@ -238,12 +220,9 @@ impl SwanBird {
             &d.join("bird.stdout"),
             &conf,
         )?);
-        let t2 = Instant::now();
-        while me.birdc(&["show", "status"]).is_err() {
-            if t2.elapsed() > Duration::from_secs(10) {
-                return Err(format!("BIRD did not start: {}", me.log_tail()));
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let bird_up = || me.birdc(&["show", "status"]).ok();
+        if wait_for(Duration::from_secs(10), bird_up).is_none() {
+            return Err(format!("BIRD did not start: {}", me.log_tail()));
         }
         Ok(me)
     }
@@ -257,11 +236,7 @@ impl SwanBird {
             .env("STRONGSWAN_CONF", self.dir.join("strongswan.conf"))
             .output()
             .map_err(|e| e.to_string())?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = stdout_and_stderr(&out);
         if out.status.success() {
             Ok(text)
         } else {

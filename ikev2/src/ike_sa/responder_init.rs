@@ -5,38 +5,6 @@ use super::*;
 
 // ===== responder: IKE_SA_INIT =====
 
-/// Sends an unprotected IKE_SA_INIT error response (no state is kept).
-fn reply_init_error(
-    ctx: &mut Ctx<'_>,
-    hdr: &HeaderRepr,
-    local: SocketAddr,
-    from: SocketAddr,
-    t: NotifyType,
-    data: Vec<u8>,
-) {
-    let msg = Message {
-        header: HeaderRepr {
-            spi_i: hdr.spi_i,
-            spi_r: 0,
-            exchange_type: ExchangeType::IKE_SA_INIT,
-            flags: Flags {
-                initiator: false,
-                version: false,
-                response: true,
-            },
-            message_id: 0,
-        },
-        payloads: vec![notify(t, data)],
-    };
-    if let Ok(bytes) = msg.emit() {
-        ctx.transmits.push_back(Transmit {
-            src: local,
-            dst: from,
-            payload: bytes,
-        });
-    }
-}
-
 impl IkeSa {
     /// Handles an IKE_SA_INIT request for a new IKE SA (we are the responder).
     /// Returns the half-open SA, or `None` after answering with an error notify.
@@ -51,6 +19,11 @@ impl IkeSa {
         let cfg = ctx.config;
         let local = effective_local(to, cfg);
         let p = &msg.payloads;
+        // Every refusal is an unprotected IKE_SA_INIT response with one error notify; no
+        // state is kept.
+        let refuse = |ctx: &mut Ctx<'_>, t: NotifyType, data: Vec<u8>| {
+            crate::dos::reply(ctx.transmits, hdr, local, from, t, data);
+        };
         // 1. Select a proposal (RFC 7296 §2.7), keeping the initiator's numbering.
         let offered: Vec<(u8, Proposal)> = p
             .sa()
@@ -60,38 +33,17 @@ impl IkeSa {
             .collect();
         let list: Vec<Proposal> = offered.iter().map(|(_, x)| x.clone()).collect();
         let Some((idx, chosen)) = proposal::select(&list, &cfg.ike_proposals) else {
-            reply_init_error(
-                ctx,
-                hdr,
-                local,
-                from,
-                NotifyType::NO_PROPOSAL_CHOSEN,
-                Vec::new(),
-            );
+            refuse(ctx, NotifyType::NO_PROPOSAL_CHOSEN, Vec::new());
             ctx.events
                 .push_back(Event::Failed(FailReason::NoProposalChosen { what: "IKE" }));
             return None;
         };
         let (Some(ke), Some(ni)) = (p.ke(), p.nonce()) else {
-            reply_init_error(
-                ctx,
-                hdr,
-                local,
-                from,
-                NotifyType::INVALID_SYNTAX,
-                Vec::new(),
-            );
+            refuse(ctx, NotifyType::INVALID_SYNTAX, Vec::new());
             return None;
         };
         if !(16..=256).contains(&ni.len()) {
-            reply_init_error(
-                ctx,
-                hdr,
-                local,
-                from,
-                NotifyType::INVALID_SYNTAX,
-                Vec::new(),
-            );
+            refuse(ctx, NotifyType::INVALID_SYNTAX, Vec::new());
             return None;
         }
         // 2. Prefer the group the initiator sent a KE for, if acceptable; otherwise
@@ -114,22 +66,12 @@ impl IkeSa {
             }
         }
         let Some(suite) = suite else {
-            reply_init_error(
-                ctx,
-                hdr,
-                local,
-                from,
-                NotifyType::NO_PROPOSAL_CHOSEN,
-                Vec::new(),
-            );
+            refuse(ctx, NotifyType::NO_PROPOSAL_CHOSEN, Vec::new());
             return None;
         };
         if suite.dh.id() != ke.group {
-            reply_init_error(
+            refuse(
                 ctx,
-                hdr,
-                local,
-                from,
                 NotifyType::INVALID_KE_PAYLOAD,
                 suite.dh.id().to_be_bytes().to_vec(),
             );
@@ -141,33 +83,13 @@ impl IkeSa {
         sa.spi_r = random_u64(ctx.rng);
         sa.state = State::HalfOpen;
         sa.ke_group = suite.dh;
-        let dh = match DhPrivateKey::generate(suite.dh, ctx.rng) {
-            Ok(d) => d,
-            Err(_) => {
-                reply_init_error(
-                    ctx,
-                    hdr,
-                    local,
-                    from,
-                    NotifyType::NO_PROPOSAL_CHOSEN,
-                    Vec::new(),
-                );
-                return None;
-            }
+        let Ok(dh) = DhPrivateKey::generate(suite.dh, ctx.rng) else {
+            refuse(ctx, NotifyType::NO_PROPOSAL_CHOSEN, Vec::new());
+            return None;
         };
-        let g_ir = match dh.shared_secret(&ke.data) {
-            Ok(s) => s,
-            Err(_) => {
-                reply_init_error(
-                    ctx,
-                    hdr,
-                    local,
-                    from,
-                    NotifyType::INVALID_SYNTAX,
-                    Vec::new(),
-                );
-                return None;
-            }
+        let Ok(g_ir) = dh.shared_secret(&ke.data) else {
+            refuse(ctx, NotifyType::INVALID_SYNTAX, Vec::new());
+            return None;
         };
         let mut nr = vec![0u8; NONCE_LEN];
         ctx.rng.fill(&mut nr);

@@ -251,6 +251,23 @@ impl HeaderRepr {
         })
     }
 
+    /// The header of an IKE_SA_INIT message before the responder chose its SPI (SPIr 0,
+    /// message ID 0): the initiator's request (`response` false), or a responder's answer
+    /// that keeps no state, such as a COOKIE or an error notify (RFC 7296 §1.2, §2.6).
+    pub fn sa_init(spi_i: u64, response: bool) -> HeaderRepr {
+        HeaderRepr {
+            spi_i,
+            spi_r: 0,
+            exchange_type: ExchangeType::IKE_SA_INIT,
+            flags: Flags {
+                initiator: !response,
+                version: false,
+                response,
+            },
+            message_id: 0,
+        }
+    }
+
     /// Octets needed by the header.
     pub fn buffer_len(&self) -> usize {
         HEADER_LEN
@@ -287,17 +304,15 @@ mod test {
     ];
 
     fn repr() -> HeaderRepr {
-        HeaderRepr {
-            spi_i: 0x0102030405060708,
-            spi_r: 0,
-            exchange_type: ExchangeType::IKE_SA_INIT,
-            flags: Flags {
-                initiator: true,
-                version: false,
-                response: false,
-            },
-            message_id: 0,
-        }
+        HeaderRepr::sa_init(0x0102030405060708, false)
+    }
+
+    #[test]
+    fn sa_init_answer_keeps_no_state() {
+        let h = HeaderRepr::sa_init(7, true);
+        assert_eq!((h.spi_i, h.spi_r, h.message_id), (7, 0, 0));
+        assert_eq!(h.exchange_type, ExchangeType::IKE_SA_INIT);
+        assert!(h.flags.response && !h.flags.initiator && !h.flags.version);
     }
 
     #[test]
