@@ -9,7 +9,9 @@
 //! Azure VPN Gateway (Azure's proposals, ASN 65515): a second causeway, or with
 //! `--peer strongswan` strongSwan's charon (kernel-libipsec) + BIRD 2. Options: `--encap
 //! esp` (raw ESP), `--nat` (gw-a behind a masquerading NAT router: NAT-T),
-//! `--forced-tunneling` (gw-a sends 0.0.0.0/0 into the tunnel), `--keep-logs`.
+//! `--forced-tunneling` (gw-a sends 0.0.0.0/0 into the tunnel), `--keep-logs`, and
+//! `--active-active` (a topology of its own, in [`active`]: gw-a with two tunnels and two
+//! BGP sessions to the two instances of an active-active "Azure" gateway).
 //!
 //! The lab proves, step by step: the configs validate; both sides come up; IKE establishes
 //! a Child SA (SPIs cross-checked on both sides); LAN-to-LAN ping goes through ESP (counters
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant};
 use crate::api::{NeighborStatus, Request, Snapshot, TunnelStatus};
 use crate::control;
 
+mod active;
 mod swan;
 
 /// Set by SIGINT/SIGTERM/SIGHUP.
@@ -638,6 +641,7 @@ pub fn run(
     peer: PeerKind,
     forced_tunneling: bool,
     behind_nat: bool,
+    active_active: bool,
 ) -> ExitCode {
     FORCED.store(forced_tunneling, Ordering::SeqCst);
     NAT.store(behind_nat, Ordering::SeqCst);
@@ -673,6 +677,10 @@ pub fn run(
         eprintln!("causeway lab: --nat needs nft (nftables) for the NAT router");
         return ExitCode::FAILURE;
     }
+    if active_active && (peer != PeerKind::Causeway || forced_tunneling || behind_nat) {
+        eprintln!("causeway lab: --active-active runs causeway on all three gateways; it does not combine with --peer strongswan, --nat or --forced-tunneling");
+        return ExitCode::FAILURE;
+    }
     if peer == PeerKind::StrongSwan {
         if encap == "esp" {
             eprintln!("causeway lab: strongSwan's kernel-libipsec always uses ESP-in-UDP: use --encap udp");
@@ -683,13 +691,19 @@ pub fn run(
             return ExitCode::FAILURE;
         }
     }
-    println!(
-        "causeway lab: two sites in network namespaces, an IKEv2/ESP tunnel and BGP between causeway (site A) and {} (site B)\n",
-        match peer {
-            PeerKind::Causeway => "causeway configured like Azure",
-            PeerKind::StrongSwan => "strongSwan + BIRD configured like Azure",
-        }
-    );
+    if active_active {
+        println!(
+            "causeway lab --active-active: site A's causeway runs two IKEv2/ESP tunnels and two BGP sessions to the two instances of an active-active \"Azure\" gateway (two causeways, AS 65515) in front of one site-B LAN\n"
+        );
+    } else {
+        println!(
+            "causeway lab: two sites in network namespaces, an IKEv2/ESP tunnel and BGP between causeway (site A) and {} (site B)\n",
+            match peer {
+                PeerKind::Causeway => "causeway configured like Azure",
+                PeerKind::StrongSwan => "strongSwan + BIRD configured like Azure",
+            }
+        );
+    }
     sweep_stale();
     let pid = std::process::id();
     println!(
@@ -714,7 +728,11 @@ pub fn run(
         return ExitCode::FAILURE;
     }
     let mut report = Report::default();
-    let result = run_steps(&mut report, pid, &exe, &dir.path, encap, peer);
+    let result = if active_active {
+        active::run_steps(&mut report, pid, &exe, &dir.path, encap)
+    } else {
+        run_steps(&mut report, pid, &exe, &dir.path, encap, peer)
+    };
     if interrupted() {
         println!("\ninterrupted: tearing down");
     }
@@ -774,7 +792,8 @@ fn run_steps(
     t0.elapsed()
 }
 
-fn write_configs(dir: &Path, encap: &str) -> Result<(PathBuf, PathBuf), String> {
+/// A random PSK in `dir/lab.psk` (mode 0600), shared by every tunnel of the lab.
+fn write_psk(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
     let psk_path = dir.join("lab.psk");
     let mut rnd = [0u8; 24];
@@ -795,6 +814,11 @@ fn write_configs(dir: &Path, encap: &str) -> Result<(PathBuf, PathBuf), String> 
             .map_err(|e| format!("{}: {e}", psk_path.display()))?;
         f.write_all(psk.as_bytes()).map_err(|e| e.to_string())?;
     }
+    Ok(())
+}
+
+fn write_configs(dir: &Path, encap: &str) -> Result<(PathBuf, PathBuf), String> {
+    write_psk(dir)?;
     let a = Site {
         tag: "a",
         wan: wan_a_local(),
@@ -1320,31 +1344,35 @@ fn lab_steps(
     report.step(
         "secrets: the PSK appears in no causeway log (debug level)",
         || {
-            let psk = std::fs::read_to_string(dir.join("lab.psk")).map_err(|e| e.to_string())?;
-            let psk = psk.trim();
-            let mut detail = vec![];
             let mut logs = vec![da.log.clone()];
             if kind == PeerKind::Causeway {
                 logs.push(dir.join("causeway-b.log"));
             }
-            for log in logs {
-                let text =
-                    std::fs::read_to_string(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-                if psk.is_empty() || text.contains(psk) {
-                    return Err(format!("{} contains the PSK", log.display()));
-                }
-                detail.push(format!(
-                    "{}: {} lines, no PSK",
-                    log.file_name()
-                        .map(|f| f.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    text.lines().count()
-                ));
-            }
-            Ok(((), detail))
+            check_psk_absent(dir, &logs).map(|d| ((), d))
         },
     );
     Some(())
+}
+
+/// Checks that the lab's PSK (`dir/lab.psk`) appears in none of `logs`: one line per log.
+fn check_psk_absent(dir: &Path, logs: &[PathBuf]) -> Result<Vec<String>, String> {
+    let psk = std::fs::read_to_string(dir.join("lab.psk")).map_err(|e| e.to_string())?;
+    let psk = psk.trim();
+    let mut detail = vec![];
+    for log in logs {
+        let text = std::fs::read_to_string(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        if psk.is_empty() || text.contains(psk) {
+            return Err(format!("{} contains the PSK", log.display()));
+        }
+        detail.push(format!(
+            "{}: {} lines, no PSK",
+            log.file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            text.lines().count()
+        ));
+    }
+    Ok(detail)
 }
 
 fn prove_ike(da: &Daemon, peer: &dyn Peer) -> Result<((), Vec<String>), String> {

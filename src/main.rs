@@ -114,6 +114,11 @@ enum Command {
         /// detection moves IKE to port 4500 and ESP into UDP
         #[arg(long)]
         nat: bool,
+        /// Azure active-active: site A runs two tunnels and two BGP sessions to the two
+        /// instances of site B's gateway (two causeways, AS 65515); traffic uses both
+        /// (ECMP), and fails over when one tunnel is terminated
+        #[arg(long)]
+        active_active: bool,
     },
 }
 
@@ -129,6 +134,7 @@ fn main() -> ExitCode {
             peer,
             forced_tunneling,
             nat,
+            active_active,
         } => lab::run(
             keep_logs,
             encap.as_deref().unwrap_or(if nat { "auto" } else { "udp" }),
@@ -139,6 +145,7 @@ fn main() -> ExitCode {
             },
             forced_tunneling,
             nat,
+            active_active,
         ),
         Command::Status { json } => query(socket, Request::Status, json, render::status),
         Command::Sa { json } => query(socket, Request::Sa, json, render::sa),

@@ -132,3 +132,12 @@ fn lab_passes_behind_nat() {
     }
     lab(&["--nat"]);
 }
+
+/// Azure active-active: one causeway with two tunnels (two TUNs) and two BGP sessions to the
+/// two instances of site B's gateway; traffic over both at once, failover and back.
+#[test]
+fn lab_passes_active_active() {
+    if can_run() {
+        lab(&["--active-active"]);
+    }
+}
