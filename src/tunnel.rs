@@ -486,6 +486,13 @@ pub fn ike_config(t: &config::Tunnel, psk: &config::Psk) -> ikev2::Config {
     // Azure rekeys its Child SAs without PFS even when the policy has a PFS group.
     c.accept_rekey_without_pfs = t.profile == config::Profile::Azure;
     c.dpd_delay = (!t.dpd_delay.is_zero()).then_some(t.dpd_delay);
+    // Retransmissions `first × 1.8^n`, n = 0..=tries, shortened to fit `dpd_timeout`: an
+    // unanswered liveness check ends in DeadPeer at most `dpd_delay + dpd_timeout` after
+    // the peer was last heard. `dpd_action` is the daemon's (see `Event::DeadPeer`), so
+    // the engine's stays `Clear`.
+    c.retransmit_timeout = t.retransmit_first();
+    c.retransmit_base = config::RETRANSMIT_BASE;
+    c.retransmit_tries = t.retransmit_tries;
     c.encap = match t.encap {
         config::Encap::Udp => ikev2::Encap::Force,
         config::Encap::Auto | config::Encap::Esp => ikev2::Encap::Auto,
@@ -519,6 +526,8 @@ struct Driver {
     ike_rekey: Option<Duration>,
     /// When the IKE engine rekeys a Child SA after its installation.
     child_rekey: Option<Duration>,
+    /// DeadPeer was reported and its `Failed(PeerUnreachable)` has not come yet.
+    dead_peer: bool,
 }
 
 impl Driver {
@@ -680,11 +689,24 @@ impl Driver {
             ikev2::Event::DeadPeer {
                 silent_for, action, ..
             } => {
-                tracing::warn!(tunnel = %name, silent_for = ?silent_for, action = ?action, "peer is dead (no answer to liveness checks)");
+                let dpd_action = self.t.cfg.dpd_action;
+                tracing::warn!(tunnel = %name, silent_for = ?silent_for, engine_action = ?action, ?dpd_action, "peer is dead (no answer to liveness checks)");
                 self.t.set_error(format!(
                     "dead peer: nothing heard for {}s",
                     silent_for.as_secs()
                 ));
+                // dpd_action decides what comes next (the SAs are being deleted now,
+                // which takes the tunnel's BGP routes out of the FIB): initiate again,
+                // initiate on the next packet, or wait for the peer. An operator's
+                // `terminate` stays in force.
+                if self.intent != Intent::Down {
+                    self.intent = match dpd_action {
+                        config::DpdAction::Restart => Intent::Up,
+                        config::DpdAction::Trap => Intent::Trap,
+                        config::DpdAction::Clear => Intent::Passive,
+                    };
+                }
+                self.dead_peer = true;
             }
             ikev2::Event::IkeSaDeleted { spi_i, spi_r } => {
                 tracing::info!(tunnel = %name, spi_i = %hex64(spi_i), spi_r = %hex64(spi_r), "IKE SA deleted");
@@ -721,18 +743,12 @@ impl Driver {
             }
             ikev2::Event::Failed(reason) => {
                 tracing::warn!(tunnel = %name, "{reason}");
-                let dead_peer = matches!(reason, ikev2::FailReason::PeerUnreachable { .. });
                 self.t.set_error(reason.to_string());
-                // A dead peer on a tunnel we only answer: dpd_action decides.
-                if dead_peer && self.intent == Intent::Passive {
-                    match self.t.cfg.dpd_action {
-                        config::DpdAction::Restart => self.intent = Intent::Up,
-                        config::DpdAction::Trap => self.intent = Intent::Trap,
-                        config::DpdAction::Clear => {}
-                    }
-                }
+                // After a dead peer (DeadPeer came first and set the intent from
+                // dpd_action), `restart` initiates at once; other failures wait RETRY.
+                let dead_peer = std::mem::take(&mut self.dead_peer);
                 if self.intent == Intent::Up && !self.ep.is_established() {
-                    self.retry_at = Some(now + RETRY);
+                    self.retry_at = Some(if dead_peer { now } else { now + RETRY });
                 }
             }
             other => tracing::debug!(tunnel = %name, event = ?other, "IKE event"),
@@ -842,6 +858,7 @@ pub async fn run(t: Arc<TunnelRt>, shared: Arc<Shared>, mut rx: mpsc::Receiver<T
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut trap_seen = t.dp.counters().dropped(DropReason::NoOutboundSa);
     let mut esp_seen = t.dp.counters().packets_in;
+    let mut last_tick = Instant::now();
     let mut d = Driver {
         t,
         shared,
@@ -850,6 +867,7 @@ pub async fn run(t: Arc<TunnelRt>, shared: Arc<Shared>, mut rx: mpsc::Receiver<T
         retry_at: None,
         ike_rekey: None,
         child_rekey: None,
+        dead_peer: false,
     };
     d.child_rekey = d.ep.config().child_rekey_time;
     d.ike_rekey = d.ep.config().ike_rekey_time;
@@ -884,10 +902,14 @@ pub async fn run(t: Arc<TunnelRt>, shared: Arc<Shared>, mut rx: mpsc::Receiver<T
             _ = tick.tick() => {
                 let c = d.t.dp.counters();
                 // ESP from the peer proves it alive: no DPD probes while traffic flows.
+                // It arrived after the previous tick: counting it from then (not now)
+                // keeps "dead within dpd_delay + dpd_timeout of the last packet" exact.
+                let tick_now = Instant::now();
                 if c.packets_in > esp_seen {
-                    d.ep.peer_alive(Instant::now());
+                    d.ep.peer_alive(last_tick);
                 }
                 esp_seen = c.packets_in;
+                last_tick = tick_now;
                 d.check_esp_lifetimes(Instant::now());
                 d.t.reap_retired(&d.shared.dp, Instant::now());
                 // start_action = trap: packets routed into the tunnel without an SA.
@@ -970,6 +992,33 @@ remote_ts = ["10.2.0.0/16", "10.3.0.0/24"]
         assert!(ike >= t.ike_rekey_earliest() && ike <= t.ike_rekey_latest());
         assert_eq!(c.dpd_delay, Some(t.dpd_delay));
         assert!(!format!("{c:?}").contains("not-printed"));
+    }
+
+    #[test]
+    fn dpd_timeout_bounds_the_ike_retransmissions() {
+        let psk = config::Psk::new(b"k".to_vec());
+        // Defaults: strongSwan's schedule.
+        let c = ike_config(&tunnel(""), &psk);
+        assert_eq!(c.retransmit_timeout, Duration::from_secs(4));
+        assert_eq!(c.retransmit_tries, 5);
+        assert_eq!(c.retransmit_delay(1), Duration::from_millis(7200));
+        for (extra, limit) in [
+            ("dpd_delay = \"2s\"\ndpd_timeout = \"6s\"", 6.0),
+            ("dpd_timeout = \"45s\"", 45.0),
+            (
+                "dpd_timeout = \"20s\"\nretransmit_timeout = \"2s\"\nretransmit_tries = 3",
+                20.0,
+            ),
+        ] {
+            let t = tunnel(extra);
+            let c = ike_config(&t, &psk);
+            assert_eq!(c.retransmit_tries, t.retransmit_tries);
+            // What the engine waits in all before giving up on a request.
+            let total: f64 = (0..=c.retransmit_tries)
+                .map(|n| c.retransmit_delay(n).as_secs_f64())
+                .sum();
+            assert!(total <= limit && total > limit * 0.95, "{extra}: {total}");
+        }
     }
 
     #[test]

@@ -62,7 +62,10 @@
 //! | `child_rekey_margin` | duration | 10% of `child_lifetime` | | same for the Child SA |
 //! | `rekey_fuzz` | percent 0..=100 | 100 | | random extra margin: rekey at `lifetime - margin - rand(0..=margin*fuzz/100)`; margin × (1 + fuzz) must be below the lifetime |
 //! | `dpd_delay` | duration, `0s` = off | `30s` | `45s` | liveness check interval |
-//! | `dpd_action` | `clear`\|`restart`\|`trap` | `restart` | | on a dead peer |
+//! | `dpd_timeout` | duration | the retransmission schedule's length (165 s with the defaults) | | a peer that answers no liveness check (or other IKE request) for this long is dead: when the schedule below is longer, its first timeout is scaled down so the last retransmission times out by `dpd_timeout` (so detection takes at most `dpd_delay + dpd_timeout`) |
+//! | `dpd_action` | `clear`\|`restart`\|`trap` | `restart` | | on a dead peer: delete the SAs (BGP routes through the tunnel leave the FIB), then wait for the peer / initiate again / initiate on the next packet |
+//! | `retransmit_timeout` | duration | `4s` | | first retransmission timeout of an IKE request; then × 1.8 each time (strongSwan's `charon.retransmit_*`) |
+//! | `retransmit_tries` | 0..=10 | 5 | | retransmissions before the peer is declared unreachable |
 //! | `encap` | `auto`\|`udp`\|`esp` | `auto` | | ESP-in-UDP when NAT is seen / always / never |
 //! | `mtu` | 576..=9000 | 1400 | | TUN MTU |
 //! | `mss_clamp` | 536..=`mtu`-40 | off | 1350 | clamp TCP MSS through the tunnel |
@@ -175,6 +178,10 @@ pub mod defaults {
     pub const CHILD_LIFETIME: Duration = Duration::from_secs(3600);
     /// Default `dpd_delay` (generic).
     pub const DPD_DELAY: Duration = Duration::from_secs(30);
+    /// Default `retransmit_timeout` (strongSwan's).
+    pub const RETRANSMIT_TIMEOUT: Duration = Duration::from_secs(4);
+    /// Default `retransmit_tries` (strongSwan's).
+    pub const RETRANSMIT_TRIES: u32 = 5;
     /// Default `mtu`.
     pub const MTU: u16 = 1400;
     /// Default `[bgp] table` (main).

@@ -168,8 +168,17 @@ pub struct Tunnel {
     pub rekey_fuzz: u8,
     /// `dpd_delay`: liveness check interval when idle; zero = DPD disabled.
     pub dpd_delay: Duration,
+    /// `dpd_timeout`: a peer that answers no liveness check (or other IKE request) for
+    /// this long is dead; the retransmission schedule is shortened to fit (see
+    /// [`Tunnel::retransmit_first`]). `None`: the schedule's own length.
+    pub dpd_timeout: Option<Duration>,
     /// `dpd_action`.
     pub dpd_action: DpdAction,
+    /// `retransmit_timeout`: first retransmission timeout of an IKE request (default 4 s).
+    pub retransmit_timeout: Duration,
+    /// `retransmit_tries`: retransmissions of an IKE request before the peer is declared
+    /// unreachable (default 5).
+    pub retransmit_tries: u32,
     /// `encap`.
     pub encap: Encap,
     /// `mtu`: TUN device MTU, 576..=9000 (default 1400).
@@ -186,6 +195,30 @@ impl Tunnel {
     /// Loads this tunnel's PSK (see [`crate::load_psk`]).
     pub fn load_psk(&self) -> Result<crate::Psk, crate::PskError> {
         crate::load_psk(&self.psk)
+    }
+
+    /// The first retransmission timeout to use: `retransmit_timeout`, or, when the
+    /// schedule `t × 1.8^n` (n = 0..=`retransmit_tries`) would last longer than
+    /// `dpd_timeout`, the `t` (whole milliseconds, at least 1) that makes it fit. An IKE
+    /// request is retransmitted after `t`, `t × 1.8`, ... and given up
+    /// [`Tunnel::request_timeout`] after its first send.
+    pub fn retransmit_first(&self) -> Duration {
+        let sum = schedule_factor(self.retransmit_tries);
+        match self.dpd_timeout {
+            Some(limit) if self.retransmit_timeout.as_secs_f64() * sum > limit.as_secs_f64() => {
+                let ms = (limit.as_secs_f64() * 1000.0 / sum).floor().max(1.0);
+                Duration::from_millis(ms as u64)
+            }
+            _ => self.retransmit_timeout,
+        }
+    }
+
+    /// How long an unanswered IKE request (e.g. a liveness check after `dpd_delay`) takes
+    /// to be given up: the sum of the retransmission schedule (at most `dpd_timeout`).
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs_f64(
+            self.retransmit_first().as_secs_f64() * schedule_factor(self.retransmit_tries),
+        )
     }
 
     /// Earliest IKE SA rekey time after establishment (`ike_lifetime - margin * (1 + fuzz/100)`).
@@ -268,4 +301,84 @@ pub struct Neighbor {
     pub max_prefixes: Option<u32>,
     /// `max_prefixes_action`.
     pub max_prefixes_action: MaxPrefixesAction,
+}
+
+/// Backoff base of IKE retransmissions (strongSwan's `retransmit_base`).
+pub const RETRANSMIT_BASE: f64 = 1.8;
+
+/// `Σ RETRANSMIT_BASE^n` for n = 0..=tries: the schedule's length in first timeouts.
+fn schedule_factor(tries: u32) -> f64 {
+    (0..=tries.min(30) as i32)
+        .map(|n| RETRANSMIT_BASE.powi(n))
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+    use std::time::Duration;
+
+    fn tunnel(extra: &str) -> Result<crate::Tunnel, String> {
+        let text = format!(
+            "[[tunnel]]\nname = \"t\"\nlocal_addrs = \"192.0.2.1\"\nremote_addrs = \"198.51.100.7\"\npsk_env = \"X\"\n{extra}\n"
+        );
+        Config::from_str(&text, "t.toml")
+            .map(|c| c.tunnels[0].clone())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn retransmit_defaults_are_strongswans() {
+        let t = tunnel("").unwrap();
+        assert_eq!(t.dpd_timeout, None);
+        assert_eq!(t.retransmit_timeout, Duration::from_secs(4));
+        assert_eq!(t.retransmit_tries, 5);
+        assert_eq!(t.retransmit_first(), Duration::from_secs(4));
+        // 4 × (1 + 1.8 + … + 1.8^5) ≈ 165.4 s
+        let total = t.request_timeout().as_secs_f64();
+        assert!((165.0..166.0).contains(&total), "{total}");
+    }
+
+    #[test]
+    fn dpd_timeout_bounds_the_schedule() {
+        for (extra, limit) in [
+            ("dpd_timeout = \"45s\"", 45.0),
+            ("dpd_timeout = \"6s\"", 6.0),
+            ("dpd_timeout = \"10s\"\nretransmit_tries = 2", 10.0),
+            (
+                "dpd_timeout = \"30s\"\nretransmit_timeout = \"1s\"\nretransmit_tries = 3",
+                30.0,
+            ),
+        ] {
+            let t = tunnel(extra).unwrap();
+            let total = t.request_timeout().as_secs_f64();
+            assert!(total <= limit, "{extra}: {total} > {limit}");
+            assert!(total > limit * 0.9 || t.retransmit_first() == t.retransmit_timeout);
+        }
+        // Longer than the schedule: the schedule is kept.
+        let t = tunnel("dpd_timeout = \"300s\"").unwrap();
+        assert_eq!(t.retransmit_first(), Duration::from_secs(4));
+        let t = tunnel("dpd_timeout = \"30s\"\nretransmit_timeout = \"1s\"\nretransmit_tries = 3")
+            .unwrap();
+        assert_eq!(t.retransmit_first(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn retransmit_keys_are_checked() {
+        let e = tunnel("dpd_timeout = \"1s\"").unwrap_err();
+        assert!(e.contains("`dpd_timeout` is too short"), "{e}");
+        let e = tunnel("retransmit_tries = 11").unwrap_err();
+        assert!(
+            e.contains("`retransmit_tries` must be between 0 and 10"),
+            "{e}"
+        );
+        let e = tunnel("retransmit_timeout = \"0s\"").unwrap_err();
+        assert!(
+            e.contains("`retransmit_timeout` must be greater than zero"),
+            "{e}"
+        );
+        let e = tunnel("dpd_timeout = 0").unwrap_err();
+        assert!(e.contains("`dpd_timeout` must be greater than zero"), "{e}");
+        assert!(tunnel("dpd_timeout = \"1s\"\nretransmit_tries = 1").is_ok());
+    }
 }

@@ -688,6 +688,28 @@ impl<'a> Cx<'a> {
         let dpd_delay = self
             .duration(&raw.dpd_delay, "dpd_delay", true)
             .unwrap_or_else(|| defaults::dpd_delay(profile));
+        let dpd_timeout = self.duration(&raw.dpd_timeout, "dpd_timeout", false);
+        let retransmit_timeout = self
+            .duration(&raw.retransmit_timeout, "retransmit_timeout", false)
+            .unwrap_or(defaults::RETRANSMIT_TIMEOUT);
+        let retransmit_tries = self
+            .int(&raw.retransmit_tries, "retransmit_tries", 0, 10)
+            .map_or(defaults::RETRANSMIT_TRIES, |v| v as u32);
+        if let (Some(limit), Some(f)) = (dpd_timeout, &raw.dpd_timeout) {
+            // The first retransmission must not come sooner than a round trip could.
+            let factor: f64 = (0..=retransmit_tries as i32)
+                .map(|n| crate::RETRANSMIT_BASE.powi(n))
+                .sum();
+            let first_ms = limit.as_secs_f64() * 1000.0 / factor;
+            if first_ms < 100.0 {
+                self.sink.error(
+                    f.span(),
+                    format!(
+                        "`dpd_timeout` is too short for {retransmit_tries} retransmissions (the first would come after {first_ms:.0} ms; at least 100 ms): raise it or lower `retransmit_tries`"
+                    ),
+                );
+            }
+        }
         let dpd_action = self
             .keyword(
                 &raw.dpd_action,
@@ -781,7 +803,10 @@ impl<'a> Cx<'a> {
             child_rekey_margin,
             rekey_fuzz,
             dpd_delay,
+            dpd_timeout,
             dpd_action,
+            retransmit_timeout,
+            retransmit_tries,
             encap,
             mtu,
             mss_clamp,
