@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,11 @@ pub struct Shared {
     pub bgp: crate::bgpd::BgpShared,
     /// Port-500 sockets by local IP (unspecified address = any).
     pub ike_sockets: HashMap<IpAddr, Arc<UdpSocket>>,
+    /// IKE datagrams from an address that is no tunnel's peer (dropped before any
+    /// parsing: a spoofed IKE_SA_INIT flood from other addresses costs nothing more).
+    pub ike_unknown_peer: AtomicU64,
+    /// IKE datagrams dropped because the tunnel's task was behind (its queue was full).
+    pub ike_backlog: AtomicU64,
 }
 
 impl Shared {
@@ -73,6 +79,16 @@ impl Shared {
                 dataplane::DropReason::ALL
                     .into_iter()
                     .map(|r| (r.name().to_string(), c.dropped(r)))
+                    .chain([
+                        (
+                            "ike_unknown_peer".to_string(),
+                            self.ike_unknown_peer.load(Ordering::Relaxed),
+                        ),
+                        (
+                            "ike_backlog".to_string(),
+                            self.ike_backlog.load(Ordering::Relaxed),
+                        ),
+                    ])
                     .filter(|(_, n)| *n > 0)
                     .collect()
             },
@@ -283,6 +299,8 @@ async fn daemon_main(
         static_routes: Mutex::new(Vec::new()),
         bgp: crate::bgpd::BgpShared::new(&cfg),
         ike_sockets,
+        ike_unknown_peer: AtomicU64::new(0),
+        ike_backlog: AtomicU64::new(0),
     });
 
     install_static_routes(&shared);
@@ -321,9 +339,14 @@ async fn daemon_main(
                     .find(|t| t.cfg.remote_addrs.contains(&peer));
                 match t {
                     Some(t) => {
-                        let _ = t.cmd.try_send(TunnelCmd::Datagram(d));
+                        if t.cmd.try_send(TunnelCmd::Datagram(d)).is_err() {
+                            shared.ike_backlog.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
-                    None => tracing::debug!(%peer, "IKE message from an unknown peer dropped"),
+                    None => {
+                        // Counted, not logged: a flood must not turn into a log flood.
+                        shared.ike_unknown_peer.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         });

@@ -14,296 +14,19 @@
 //! Needs root, `ip`, `ping`, `python3` and /dev/net/tun; skips with a message otherwise.
 //! Every namespace and process is removed by Drop guards, also when an assertion fails.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
 mod common;
-use common::{can_run, have, run};
-
-const EXE: &str = env!("CARGO_BIN_EXE_causeway");
-const TUNNEL: &str = "e2e";
-const WAN_A: &str = "192.0.2.1";
-const WAN_B: &str = "198.51.100.7";
-const HOST_B: &str = "10.2.0.10";
-
-/// A network namespace, deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn create(name: String) -> Self {
-        // A namespace of the same name can only be left over from a killed run of this pid.
-        let _ = run("ip", &["netns", "del", &name]);
-        run("ip", &["netns", "add", &name]).unwrap_or_else(|e| panic!("{e}"));
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let mut v = vec!["-n", self.name.as_str()];
-        v.extend_from_slice(args);
-        run("ip", &v).unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    fn exec(&self, prog: &str, args: &[&str]) -> Result<String, String> {
-        let mut v = vec!["netns", "exec", self.name.as_str(), prog];
-        v.extend_from_slice(args);
-        run("ip", &v)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = run("ip", &["netns", "del", &self.name]);
-    }
-}
-
-/// A `causeway run` in a namespace; SIGTERM, then SIGKILL, on drop.
-struct Daemon {
-    child: Option<Child>,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(ns: &Netns, config: &Path, socket: &Path, log: &Path) -> Self {
-        let file = std::fs::File::create(log).expect("daemon log");
-        let err = file.try_clone().expect("clone log fd");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, EXE, "run", "-c"])
-            .arg(config)
-            // Debug level: not even debug logs may carry a PSK.
-            .env("RUST_LOG", "debug")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(err)
-            .spawn()
-            .expect("start causeway run");
-        Daemon {
-            child: Some(child),
-            socket: socket.to_path_buf(),
-            log: log.to_path_buf(),
-        }
-    }
-
-    /// The tunnel's entry of `causeway status --json`.
-    fn tunnel(&self) -> Option<Value> {
-        let sock = self.socket.to_str()?;
-        let out = run(EXE, &["--socket", sock, "status", "--json"]).ok()?;
-        let v: Value = serde_json::from_str(&out).ok()?;
-        v.get("tunnels")?
-            .as_array()?
-            .iter()
-            .find(|t| t.get("name").and_then(Value::as_str) == Some(TUNNEL))
-            .cloned()
-    }
-
-    fn drops(&self, reason: &str) -> u64 {
-        self.tunnel()
-            .and_then(|t| t.get("drops")?.get(reason)?.as_u64())
-            .unwrap_or(0)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn log_tail(&self, n: usize) -> String {
-        let text = self.log_text();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(n)..].join("\n")
-    }
-
-    fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            // `ip netns exec` execs the program: the pid is causeway's own.
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        let until = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Namespaces and files. Field order is drop order: namespaces, then files. Daemons are
-/// kept in separate variables declared after the `Net`, so they are dropped first.
-struct Net {
-    host_a: Netns,
-    host_b: Netns,
-    gw_a: Netns,
-    gw_b: Netns,
-    dir: TempDir,
-}
-
-fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let until = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= until {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A random hex PSK (32 characters).
-fn random_psk() -> String {
-    let mut rnd = [0u8; 16];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom").expect("urandom"),
-        &mut rnd,
-    )
-    .expect("urandom");
-    rnd.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn write_secret(path: &Path, text: &str) {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .expect("psk file");
-}
-
-/// Builds host-a — gw-a ══ gw-b — host-b for test `test`.
-fn topology(test: &str) -> Net {
-    let pid = std::process::id();
-    let dir = std::env::temp_dir().join(format!("cw-{test}-{pid}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let dir = TempDir(dir);
-    let host_a = Netns::create(format!("cw-{test}-{pid}-ha"));
-    let host_b = Netns::create(format!("cw-{test}-{pid}-hb"));
-    let gw_a = Netns::create(format!("cw-{test}-{pid}-a"));
-    let gw_b = Netns::create(format!("cw-{test}-{pid}-b"));
-    gw_a.ip(&[
-        "link", "add", "wan", "type", "veth", "peer", "name", "wan", "netns", &gw_b.name,
-    ]);
-    for (gw, host) in [(&gw_a, &host_a), (&gw_b, &host_b)] {
-        gw.ip(&[
-            "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", &host.name,
-        ]);
-    }
-    for (gw, wan, peer, lan, host, host_addr) in [
-        (&gw_a, WAN_A, WAN_B, "10.1.0.1", &host_a, "10.1.0.10/24"),
-        (&gw_b, WAN_B, WAN_A, "10.2.0.1", &host_b, "10.2.0.10/24"),
-    ] {
-        gw.ip(&["addr", "add", &format!("{wan}/24"), "dev", "wan"]);
-        gw.ip(&["link", "set", "wan", "up"]);
-        gw.ip(&["route", "add", &format!("{peer}/32"), "dev", "wan"]);
-        gw.ip(&["addr", "add", &format!("{lan}/24"), "dev", "lan"]);
-        gw.ip(&["link", "set", "lan", "up"]);
-        for (k, v) in [
-            ("net.ipv4.ip_forward", "1"),
-            ("net.ipv4.conf.all.rp_filter", "0"),
-            ("net.ipv4.conf.default.rp_filter", "0"),
-        ] {
-            gw.exec("sysctl", &["-qw", &format!("{k}={v}")])
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
-        host.ip(&["addr", "add", host_addr, "dev", "eth0"]);
-        host.ip(&["link", "set", "eth0", "up"]);
-        host.ip(&["route", "add", "default", "via", lan]);
-    }
-    Net {
-        host_a,
-        host_b,
-        gw_a,
-        gw_b,
-        dir,
-    }
-}
-
-/// Config of gw-a (`a_side`, initiates) or gw-b (waits), reading the PSK from `psk_file`.
-fn site_config(dir: &Path, a_side: bool, psk_file: &str, extra: &str) -> String {
-    let (tag, wan, peer, local, remote, start) = if a_side {
-        ("a", WAN_A, WAN_B, "10.1.0.0/24", "10.2.0.0/24", "start")
-    } else {
-        ("b", WAN_B, WAN_A, "10.2.0.0/24", "10.1.0.0/24", "none")
-    };
-    format!(
-        r#"[daemon]
-control_socket = "{dir}/{tag}.sock"
-metrics = "127.0.0.1:9474"
-
-[[tunnel]]
-name = "{TUNNEL}"
-local_addrs = "{wan}"
-remote_addrs = "{peer}"
-psk_file = "{dir}/{psk_file}"
-local_ts = ["{local}"]
-remote_ts = ["{remote}"]
-mtu = 1400
-start_action = "{start}"
-{extra}
-"#,
-        dir = dir.display()
-    )
-}
-
-/// Writes the configs and starts gw-b, then gw-a (the initiator). Returns (a, b).
-fn start_pair(net: &Net, psk_a: &str, psk_b: &str, extra: &str) -> (Daemon, Daemon) {
-    let d = net.dir.0.clone();
-    write_secret(&d.join("a.psk"), psk_a);
-    write_secret(&d.join("b.psk"), psk_b);
-    let ca = d.join("a.toml");
-    let cb = d.join("b.toml");
-    std::fs::write(&ca, site_config(&d, true, "a.psk", extra)).expect("config a");
-    std::fs::write(&cb, site_config(&d, false, "b.psk", extra)).expect("config b");
-    let b = Daemon::start(&net.gw_b, &cb, &d.join("b.sock"), &d.join("b.log"));
-    // gw-b must listen before gw-a's first IKE_SA_INIT.
-    let _ = wait_for(Duration::from_secs(10), || b.tunnel().map(|_| ()));
-    let a = Daemon::start(&net.gw_a, &ca, &d.join("a.sock"), &d.join("a.log"));
-    (a, b)
-}
-
-fn state(t: &Value) -> &str {
-    t.get("state").and_then(Value::as_str).unwrap_or("")
-}
-
-fn ping(ns: &Netns, to: &str, count: u32) -> Result<String, String> {
-    let c = count.to_string();
-    ns.exec("ping", &["-c", &c, "-i", "0.2", "-W", "2", "-q", to])
-}
+use common::net::{
+    child_count, first_child, ping, ping_soon, random_psk, site_config, start_pair, state,
+    topology, wait_for, write_secret, Daemon, Proc, HOST_B, TUNNEL,
+};
+use common::swan::{Swan, CHARON, SWANCTL};
+use common::{can_run, have};
 
 #[test]
 fn wrong_psk_is_reported() {
@@ -418,12 +141,8 @@ fn tampered_and_replayed_esp_is_dropped_and_counted() {
     let (a, b) = start_pair(&net, &psk, &psk, "encap = \"udp\"");
     let up = wait_for(Duration::from_secs(20), || {
         let (ta, tb) = (a.tunnel()?, b.tunnel()?);
-        let n = |t: &Value| {
-            t.get("child_sas")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len)
-        };
-        (state(&ta) == "established" && n(&ta) == 1 && n(&tb) == 1).then_some(())
+        (state(&ta) == "established" && child_count(&ta) == 1 && child_count(&tb) == 1)
+            .then_some(())
     });
     assert!(
         up.is_some(),
@@ -506,157 +225,6 @@ fn tampered_and_replayed_esp_is_dropped_and_counted() {
     drop(net);
 }
 
-const CHARON: &str = "/usr/sbin/charon-systemd";
-const SWANCTL: &str = "/usr/sbin/swanctl";
-
-/// A child process: SIGTERM, then SIGKILL after 5 s, on drop.
-struct Proc(Option<Child>);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let Some(mut child) = self.0.take() else {
-            return;
-        };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        let until = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-/// strongSwan (charon with kernel-libipsec) in gw-b; stopped on drop.
-struct Swan {
-    dir: PathBuf,
-    _charon: Proc,
-}
-
-impl Swan {
-    fn start(ns: &Netns, dir: &Path, psk: &str) -> Self {
-        let d = dir.join("swan");
-        std::fs::create_dir_all(&d).expect("swan dir");
-        let dd = d.display();
-        // kernel-libipsec must load before kernel-netlink (no kernel ESP needed).
-        let strongswan = format!(
-            r#"charon {{
-  load = random nonce openssl aes sha1 sha2 hmac gcm gmp kdf pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici
-  install_routes = yes
-  plugins {{
-    vici {{ socket = unix://{dd}/charon.vici }}
-  }}
-  filelog {{
-    t {{ path = {dd}/charon.log
-        default = 1
-        ike = 2 }}
-  }}
-}}
-"#
-        );
-        let swanctl = format!(
-            r#"connections {{
-  {TUNNEL} {{
-    version = 2
-    local_addrs = {WAN_B}
-    remote_addrs = {WAN_A}
-    proposals = aes256-sha256-modp2048s256
-    encap = yes
-    local {{
-      auth = psk
-      id = {WAN_B}
-    }}
-    remote {{
-      auth = psk
-      id = {WAN_A}
-    }}
-    children {{
-      {TUNNEL} {{
-        local_ts = 10.2.0.0/24
-        remote_ts = 10.1.0.0/24
-        esp_proposals = aes256gcm16
-        start_action = none
-        close_action = none
-      }}
-    }}
-  }}
-}}
-secrets {{
-  ike-e2e {{
-    id-a = {WAN_A}
-    id-b = {WAN_B}
-    secret = "{psk}"
-  }}
-}}
-"#
-        );
-        std::fs::write(d.join("strongswan.conf"), strongswan).expect("strongswan.conf");
-        write_secret(&d.join("swanctl.conf"), &swanctl);
-        let log = std::fs::File::create(d.join("charon.stdout")).expect("charon log");
-        let log2 = log.try_clone().expect("clone log fd");
-        let charon = Command::new("ip")
-            .args(["netns", "exec", &ns.name, CHARON])
-            .env("STRONGSWAN_CONF", d.join("strongswan.conf"))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .expect("start charon");
-        let swan = Swan {
-            dir: d.clone(),
-            _charon: Proc(Some(charon)),
-        };
-        let started = wait_for(Duration::from_secs(10), || {
-            d.join("charon.vici").exists().then_some(())
-        });
-        assert!(started.is_some(), "charon did not start: {}", swan.log());
-        let file = d.join("swanctl.conf").to_string_lossy().into_owned();
-        let out = swan
-            .swanctl(&["--load-all", "--file", &file])
-            .unwrap_or_else(|e| panic!("swanctl --load-all: {e}"));
-        assert!(
-            out.contains(&format!("loaded connection '{TUNNEL}'")),
-            "swanctl --load-all: {out}"
-        );
-        swan
-    }
-
-    fn swanctl(&self, args: &[&str]) -> Result<String, String> {
-        let uri = format!("unix://{}", self.dir.join("charon.vici").display());
-        let out = Command::new(SWANCTL)
-            .args(args)
-            .args(["--uri", &uri])
-            .env("STRONGSWAN_CONF", self.dir.join("strongswan.conf"))
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| e.to_string())?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.success() {
-            Ok(text)
-        } else {
-            Err(text)
-        }
-    }
-
-    fn log(&self) -> String {
-        let t = std::fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default();
-        let lines: Vec<&str> = t.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
 /// One role of the strongSwan interop test: Causeway in gw-a, strongSwan in gw-b.
 fn swan_role(causeway_initiates: bool) {
     let net = topology(if causeway_initiates {
@@ -676,7 +244,7 @@ fn swan_role(causeway_initiates: bool) {
             "start_action = \"none\""
         }
     );
-    let mut cfg = site_config(&d, true, "a.psk", &extra);
+    let mut cfg = site_config(&net, true, "a.psk", &extra);
     if !causeway_initiates {
         cfg = cfg.replace("start_action = \"start\"\n", "");
     }
@@ -695,11 +263,7 @@ fn swan_role(causeway_initiates: bool) {
     }
     let up = wait_for(Duration::from_secs(20), || {
         let t = a.tunnel()?;
-        let n = t
-            .get("child_sas")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
-        (state(&t) == "established" && n >= 1).then_some(t)
+        (state(&t) == "established" && child_count(&t) >= 1).then_some(t)
     });
     let Some(t) = up else {
         panic!(
@@ -722,20 +286,13 @@ fn swan_role(causeway_initiates: bool) {
             .all(|p| ike_alg.contains(p)),
         "IKE algorithms: {ike}"
     );
-    let child_alg = t
-        .get("child_sas")
-        .and_then(|c| c.get(0)?.get("algorithms")?.as_str().map(str::to_string));
     assert_eq!(
-        child_alg.as_deref(),
+        first_child(&t, "algorithms").as_deref(),
         Some("aes256gcm16"),
         "ESP algorithms: {t}"
     );
-    // libipsec installs its routes shortly after the SA: allow a few attempts.
-    let pinged = wait_for(Duration::from_secs(10), || {
-        ping(&net.host_a, HOST_B, 3).ok()
-    });
     assert!(
-        pinged.is_some(),
+        ping_soon(&net.host_a, HOST_B),
         "host-a cannot ping host-b through Causeway ↔ strongSwan\n--- gw-a:\n{}\n--- charon:\n{}",
         a.log_tail(20),
         swan.log()

@@ -62,7 +62,7 @@
 //! | `child_rekey_margin` | duration | 10% of `child_lifetime` | | same for the Child SA |
 //! | `rekey_fuzz` | percent 0..=100 | 100 | | random extra margin: rekey at `lifetime - margin - rand(0..=margin*fuzz/100)`; margin × (1 + fuzz) must be below the lifetime |
 //! | `dpd_delay` | duration, `0s` = off | `30s` | `45s` | liveness check interval |
-//! | `dpd_timeout` | duration | the retransmission schedule's length (165 s with the defaults) | | a peer that answers no liveness check (or other IKE request) for this long is dead: when the schedule below is longer, its first timeout is scaled down so the last retransmission times out by `dpd_timeout` (so detection takes at most `dpd_delay + dpd_timeout`) |
+//! | `dpd_timeout` | duration | the retransmission schedule's length (165 s with the defaults) | `45s` | a peer that answers no liveness check (or other IKE request) for this long is dead: when the schedule below is longer, its first timeout is scaled down so the last retransmission times out by `dpd_timeout` (so detection takes at most `dpd_delay + dpd_timeout`) |
 //! | `dpd_action` | `clear`\|`restart`\|`trap` | `restart` | | on a dead peer: delete the SAs (BGP routes through the tunnel leave the FIB), then wait for the peer / initiate again / initiate on the next packet |
 //! | `retransmit_timeout` | duration | `4s` | | first retransmission timeout of an IKE request; then × 1.8 each time (strongSwan's `charon.retransmit_*`) |
 //! | `retransmit_tries` | 0..=10 | 5 | | retransmissions before the peer is declared unreachable |
@@ -142,6 +142,9 @@ pub mod azure {
     pub const CHILD_LIFE_BYTES: u64 = 102_400_000 * 1024;
     /// DPD interval (Azure's DPD timeout default is 45 s).
     pub const DPD_DELAY: Duration = Duration::from_secs(45);
+    /// DPD timeout: Azure declares a silent peer dead after 45 s; do the same, so a dead
+    /// Azure instance is noticed within `dpd_delay + dpd_timeout` = 90 s.
+    pub const DPD_TIMEOUT: Duration = Duration::from_secs(45);
     /// TCP MSS clamp.
     pub const MSS_CLAMP: u16 = 1350;
     /// Azure VPN Gateway's ASN: the default `remote_asn` of a neighbor on an azure tunnel.
@@ -253,6 +256,14 @@ pub mod defaults {
         match p {
             Profile::Generic => DPD_DELAY,
             Profile::Azure => crate::azure::DPD_DELAY,
+        }
+    }
+
+    /// Default `dpd_timeout` for a profile (`None`: the whole retransmission schedule).
+    pub fn dpd_timeout(p: Profile) -> Option<Duration> {
+        match p {
+            Profile::Generic => None,
+            Profile::Azure => Some(crate::azure::DPD_TIMEOUT),
         }
     }
 

@@ -340,6 +340,15 @@ mod tests {
     }
 
     #[test]
+    fn azure_profile_gives_up_on_a_silent_peer_after_45s() {
+        let t = tunnel("profile = \"azure\"").unwrap();
+        assert_eq!(t.dpd_timeout, Some(Duration::from_secs(45)));
+        assert!(t.request_timeout() <= Duration::from_secs(45));
+        let t = tunnel("profile = \"azure\"\ndpd_timeout = \"20s\"").unwrap();
+        assert_eq!(t.dpd_timeout, Some(Duration::from_secs(20)));
+    }
+
+    #[test]
     fn dpd_timeout_bounds_the_schedule() {
         for (extra, limit) in [
             ("dpd_timeout = \"45s\"", 45.0),

@@ -688,7 +688,9 @@ impl<'a> Cx<'a> {
         let dpd_delay = self
             .duration(&raw.dpd_delay, "dpd_delay", true)
             .unwrap_or_else(|| defaults::dpd_delay(profile));
-        let dpd_timeout = self.duration(&raw.dpd_timeout, "dpd_timeout", false);
+        let dpd_timeout = self
+            .duration(&raw.dpd_timeout, "dpd_timeout", false)
+            .or_else(|| defaults::dpd_timeout(profile));
         let retransmit_timeout = self
             .duration(&raw.retransmit_timeout, "retransmit_timeout", false)
             .unwrap_or(defaults::RETRANSMIT_TIMEOUT);

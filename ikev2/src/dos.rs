@@ -1,6 +1,6 @@
 //! Responder DoS protection (RFC 7296 §2.6): stateless COOKIEs once too many IKE SAs
-//! are half-open, a per-source rate limit on IKE_SA_INIT, and a hard bound on half-open
-//! IKE SAs. Every table here has a fixed maximum size.
+//! are half-open, a per-source rate limit on IKE_SA_INIT, a bound on half-open IKE SAs
+//! per source address and in all. Every table here has a fixed maximum size.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +19,9 @@ pub(crate) const COOKIE_SECRET_LIFETIME: Duration = Duration::from_secs(60);
 pub(crate) const RATE_TABLE_MAX: usize = 4096;
 /// The rate limit's window.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
+/// Most half-open IKE SAs from one source address (see [`per_address_limit`]): one
+/// address that answers cookies cannot take the whole half-open table.
+pub(crate) const HALF_OPEN_PER_ADDRESS: usize = 32;
 
 /// The responder's anti-DoS state.
 pub(crate) struct Guard {
@@ -113,7 +116,52 @@ impl Guard {
         s
     }
 
-    /// Decides about an IKE_SA_INIT request for a new IKE SA from `from`.
+    /// Whether `c` is a cookie we made (current or previous secret) for `ni`, `ip` and
+    /// `spi_i`.
+    fn valid_cookie(
+        &mut self,
+        now: Instant,
+        rng: &mut dyn Rng,
+        c: &[u8],
+        ni: &[u8],
+        ip: IpAddr,
+        spi_i: u64,
+    ) -> bool {
+        let s = self.secrets(now, rng);
+        let Some((ver, _)) = c.split_first_chunk::<4>() else {
+            return false;
+        };
+        let ver = u32::from_be_bytes(*ver);
+        let secret = if ver == s.version {
+            Some(&s.current)
+        } else if ver == s.version.wrapping_sub(1) {
+            s.previous.as_ref()
+        } else {
+            None
+        };
+        secret.is_some_and(|k| {
+            let want = cookie(ver, k, ni, ip, spi_i);
+            // Not secret, but compare in constant time anyway.
+            want.len() == c.len() && subtle::ConstantTimeEq::ct_eq(&want[..], c).into()
+        })
+    }
+
+    /// Decides about an IKE_SA_INIT request for a new IKE SA from `from`, with
+    /// `half_open` IKE SAs half-open in all and `half_open_from` of them from `from`'s
+    /// address.
+    ///
+    /// * A request with a valid COOKIE has shown that it can receive at its address: it
+    ///   skips the rate limit and is only held to the half-open bounds.
+    /// * Otherwise, once `cookie_threshold` SAs are half-open, it is answered with a
+    ///   COOKIE (stateless; the answer is smaller than the request, so nothing is
+    ///   amplified).
+    /// * Otherwise the per-source rate limit applies, then the half-open bounds.
+    ///
+    /// With a fixed peer every request that gets here carries the peer's address, so a
+    /// rate limit on cookie answers would let anyone who spoofs that address keep the real
+    /// peer from ever getting a cookie: cookie answers to the configured peer are never
+    /// rate limited. For a dynamic peer (any address) they are, so that we cannot be made
+    /// to send more than `init_rate_limit` answers a second to one victim.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn check(
         &mut self,
@@ -121,57 +169,56 @@ impl Guard {
         rng: &mut dyn Rng,
         cfg: &crate::Config,
         half_open: usize,
+        half_open_from: usize,
         hdr: &HeaderRepr,
         msg: &Message,
         from: SocketAddr,
         local: SocketAddr,
         transmits: &mut VecDeque<Transmit>,
     ) -> Verdict {
-        if !self.within_rate(now, from.ip(), cfg.init_rate_limit) {
-            return Verdict::RateLimited;
-        }
-        if half_open < cfg.cookie_threshold {
-            return Verdict::Accept;
-        }
-        let Some(ni) = msg.payloads.iter().find_map(|p| match p {
+        let ni = msg.payloads.iter().find_map(|p| match p {
             Payload::Nonce(n) => Some(n.as_slice()),
             _ => None,
-        }) else {
-            return Verdict::RateLimited;
-        };
+        });
         let offered = msg.payloads.iter().find_map(|p| match p {
             Payload::Notify(n) if n.notify_type == NotifyType::COOKIE => Some(n.data.as_slice()),
             _ => None,
         });
-        let s = self.secrets(now, rng);
-        let valid = offered.is_some_and(|c| {
-            let Some((ver, _)) = c.split_first_chunk::<4>() else {
-                return false;
-            };
-            let ver = u32::from_be_bytes(*ver);
-            let secret = if ver == s.version {
-                Some(&s.current)
-            } else if ver == s.version.wrapping_sub(1) {
-                s.previous.as_ref()
-            } else {
-                None
-            };
-            secret.is_some_and(|k| {
-                let want = cookie(ver, k, ni, from.ip(), hdr.spi_i);
-                // Not secret, but compare in constant time anyway.
-                want.len() == c.len() && subtle::ConstantTimeEq::ct_eq(&want[..], c).into()
-            })
-        });
+        let valid = match (offered, ni) {
+            (Some(c), Some(ni)) => self.valid_cookie(now, rng, c, ni, from.ip(), hdr.spi_i),
+            _ => false,
+        };
         if !valid {
-            let c = cookie(s.version, &s.current, ni, from.ip(), hdr.spi_i);
-            reply(transmits, hdr, local, from, NotifyType::COOKIE, c);
-            return Verdict::CookieSent;
+            let within = self.within_rate(now, from.ip(), cfg.init_rate_limit);
+            if half_open < cfg.cookie_threshold {
+                if !within {
+                    return Verdict::RateLimited;
+                }
+            } else {
+                let fixed_peer = !cfg.remote_addr.ip().is_unspecified();
+                let Some(ni) = ni.filter(|_| within || fixed_peer) else {
+                    return Verdict::RateLimited;
+                };
+                let s = self.secrets(now, rng);
+                let c = cookie(s.version, &s.current, ni, from.ip(), hdr.spi_i);
+                reply(transmits, hdr, local, from, NotifyType::COOKIE, c);
+                return Verdict::CookieSent;
+            }
         }
-        if half_open >= cfg.half_open_limit {
+        if half_open >= cfg.half_open_limit || half_open_from >= per_address_limit(cfg) {
             return Verdict::TableFull;
         }
         Verdict::Accept
     }
+}
+
+/// Most half-open IKE SAs from one address: [`HALF_OPEN_PER_ADDRESS`], but never fewer
+/// than `cookie_threshold` + 1 (before cookies are asked for, the limit must not be what
+/// turns a real peer away) nor more than `half_open_limit`.
+pub(crate) fn per_address_limit(cfg: &crate::Config) -> usize {
+    HALF_OPEN_PER_ADDRESS
+        .max(cfg.cookie_threshold.saturating_add(1))
+        .min(cfg.half_open_limit)
 }
 
 /// `VersionIDofSecret | SHA-256(Ni | IPi | SPIi | secret)` (RFC 7296 §2.6).
@@ -263,5 +310,149 @@ mod tests {
         );
         assert_ne!(cookie(v1, prev, b"nonce", ip, 8), c1);
         assert_ne!(cookie(v1, prev, b"other", ip, 7), c1);
+    }
+
+    fn init(spi_i: u64, cookie: Option<&[u8]>) -> (HeaderRepr, Message) {
+        let header = HeaderRepr {
+            spi_i,
+            spi_r: 0,
+            exchange_type: ExchangeType::IKE_SA_INIT,
+            flags: Flags {
+                initiator: true,
+                version: false,
+                response: false,
+            },
+            message_id: 0,
+        };
+        let mut payloads = Vec::new();
+        if let Some(c) = cookie {
+            payloads.push(Payload::Notify(NotifyPayload::new(
+                NotifyType::COOKIE,
+                c.to_vec(),
+            )));
+        }
+        payloads.push(Payload::Nonce(vec![7; 32]));
+        let msg = Message { header, payloads };
+        (header, msg)
+    }
+
+    fn cfg(remote: &str) -> crate::Config {
+        let mut c = crate::Config::new(
+            "198.51.100.7:500".parse().unwrap(),
+            remote.parse().unwrap(),
+            crate::Psk::new(b"k".to_vec()),
+        );
+        c.cookie_threshold = 10;
+        c.init_rate_limit = 10;
+        c
+    }
+
+    /// The COOKIE notify's data of the last answer.
+    fn last_cookie(t: &VecDeque<Transmit>) -> Vec<u8> {
+        let m = Message::parse(&t.back().unwrap().payload).unwrap();
+        match &m.payloads[0] {
+            Payload::Notify(n) if n.notify_type == NotifyType::COOKIE => n.data.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_flood_spoofing_the_fixed_peer_cannot_keep_it_from_its_cookie() {
+        let cfg = cfg("192.0.2.1:500");
+        let mut g = Guard::new();
+        let mut rng = TestRng::new(9);
+        let mut tx = VecDeque::new();
+        let now = Instant::now();
+        let local: SocketAddr = "198.51.100.7:500".parse().unwrap();
+        // 10 half-open (cookies engaged): 5,000 spoofed requests from the peer's address
+        // in one second are all answered with a cookie, none creates state.
+        for n in 0..5_000u64 {
+            let (h, m) = init(n + 1, None);
+            let from = SocketAddr::new("192.0.2.1".parse().unwrap(), 1024 + (n % 60_000) as u16);
+            let v = g.check(now, &mut rng, &cfg, 10, 10, &h, &m, from, local, &mut tx);
+            assert_eq!(v, Verdict::CookieSent);
+        }
+        // The real peer, far over the rate: a cookie, then in with it.
+        let real: SocketAddr = "192.0.2.1:500".parse().unwrap();
+        let (h, m) = init(0xabc, None);
+        assert_eq!(
+            g.check(now, &mut rng, &cfg, 10, 10, &h, &m, real, local, &mut tx),
+            Verdict::CookieSent
+        );
+        let c = last_cookie(&tx);
+        let (h, m) = init(0xabc, Some(&c));
+        assert_eq!(
+            g.check(now, &mut rng, &cfg, 10, 10, &h, &m, real, local, &mut tx),
+            Verdict::Accept
+        );
+        // A cookie for another SPI is no proof.
+        let (h, m) = init(0xabd, Some(&c));
+        assert_eq!(
+            g.check(now, &mut rng, &cfg, 10, 10, &h, &m, real, local, &mut tx),
+            Verdict::CookieSent
+        );
+        // Below the threshold the rate limit applies to the peer's address as before.
+        let later = now + RATE_WINDOW;
+        let ok = (0..20u64)
+            .filter(|n| {
+                let (h, m) = init(0x1000 + n, None);
+                g.check(later, &mut rng, &cfg, 0, 0, &h, &m, real, local, &mut tx)
+                    == Verdict::Accept
+            })
+            .count();
+        assert_eq!(ok, 10);
+    }
+
+    #[test]
+    fn a_dynamic_peer_gets_at_most_the_rate_of_cookie_answers_per_address() {
+        let cfg = cfg("0.0.0.0:500");
+        let mut g = Guard::new();
+        let mut rng = TestRng::new(9);
+        let mut tx = VecDeque::new();
+        let now = Instant::now();
+        let local: SocketAddr = "198.51.100.7:500".parse().unwrap();
+        let victim: SocketAddr = "203.0.113.5:500".parse().unwrap();
+        let verdicts: Vec<Verdict> = (0..100u64)
+            .map(|n| {
+                let (h, m) = init(n + 1, None);
+                g.check(now, &mut rng, &cfg, 10, 0, &h, &m, victim, local, &mut tx)
+            })
+            .collect();
+        let cookies = verdicts
+            .iter()
+            .filter(|v| **v == Verdict::CookieSent)
+            .count();
+        assert_eq!(cookies, 10);
+        assert_eq!(tx.len(), 10);
+    }
+
+    #[test]
+    fn one_address_holds_at_most_its_share_of_the_half_open_table() {
+        let mut cfg = cfg("0.0.0.0:500");
+        assert_eq!(per_address_limit(&cfg), HALF_OPEN_PER_ADDRESS);
+        let mut g = Guard::new();
+        let mut rng = TestRng::new(9);
+        let mut tx = VecDeque::new();
+        let now = Instant::now();
+        let local: SocketAddr = "198.51.100.7:500".parse().unwrap();
+        let from: SocketAddr = "203.0.113.5:500".parse().unwrap();
+        let (h, m) = init(1, None);
+        assert_eq!(
+            g.check(now, &mut rng, &cfg, 40, 31, &h, &m, from, local, &mut tx),
+            Verdict::CookieSent
+        );
+        let c = last_cookie(&tx);
+        let (h, m) = init(1, Some(&c));
+        let mut go = |g: &mut Guard, all, same| {
+            g.check(now, &mut rng, &cfg, all, same, &h, &m, from, local, &mut tx)
+        };
+        assert_eq!(go(&mut g, 40, 31), Verdict::Accept);
+        assert_eq!(go(&mut g, 40, 32), Verdict::TableFull);
+        assert_eq!(go(&mut g, 1000, 0), Verdict::TableFull);
+        // Never below the cookie threshold + 1, never above the table.
+        cfg.cookie_threshold = 100;
+        assert_eq!(per_address_limit(&cfg), 101);
+        cfg.half_open_limit = 50;
+        assert_eq!(per_address_limit(&cfg), 50);
     }
 }

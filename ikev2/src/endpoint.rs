@@ -70,7 +70,8 @@ pub struct Stats {
     /// ([`Config::init_rate_limit`]).
     pub rate_limited: u64,
     /// IKE_SA_INIT requests dropped because the half-open table was full
-    /// ([`Config::half_open_limit`]).
+    /// ([`Config::half_open_limit`]) or the source address had too many half-open IKE
+    /// SAs (32, at least [`Config::cookie_threshold`] + 1).
     pub half_open_full: u64,
 }
 
@@ -263,11 +264,13 @@ impl Endpoint {
                 .iter()
                 .any(|s| !s.initiator && s.spi_i == hdr.spi_i && s.remote.ip() == from.ip());
             if !known {
-                let half_open = self
+                let (half_open, half_open_from) = self
                     .sas
                     .iter()
                     .filter(|s| s.state == State::HalfOpen)
-                    .count();
+                    .fold((0, 0), |(all, same), s| {
+                        (all + 1, same + usize::from(s.remote.ip() == from.ip()))
+                    });
                 let local = if to.ip().is_unspecified() {
                     SocketAddr::new(self.config.local_addr.ip(), to.port())
                 } else {
@@ -278,6 +281,7 @@ impl Endpoint {
                     &mut *self.rng,
                     &self.config,
                     half_open,
+                    half_open_from,
                     &hdr,
                     &msg,
                     from,
@@ -363,6 +367,27 @@ impl Endpoint {
         }
     }
 
+    /// Authenticated ESP of our Child SA `local_spi` arrived from `from`, and it was new
+    /// (it passed the integrity check and the replay check and advanced the highest
+    /// sequence number: an old packet replayed from elsewhere must not move the peer).
+    /// When `from` is not where the peer was, the peer is behind a NAT that rebound its
+    /// port (or address), and we are not behind a NAT ourselves, the IKE SA follows it
+    /// (RFC 7296 §2.23) and [`Event::PeerAddressChanged`] tells where ESP must go now:
+    /// without this, traffic stops until the peer's next IKE message. With a configured
+    /// peer address only its port may change (like for IKE messages). Returns whether the
+    /// peer moved.
+    pub fn esp_from(&mut self, now: Instant, local_spi: u32, from: SocketAddr) -> bool {
+        let peer_ip = self.config.remote_addr.ip();
+        if !peer_ip.is_unspecified() && from.ip() != peer_ip {
+            return false;
+        }
+        self.with_ctx(now, |ctx, sas| {
+            sas.iter_mut()
+                .find(|s| s.children.iter().any(|c| c.local_spi == local_spi))
+                .is_some_and(|sa| sa.follow_esp(ctx, from))
+        })
+    }
+
     /// Counters since the endpoint was created.
     pub fn stats(&self) -> Stats {
         self.stats
@@ -443,5 +468,90 @@ impl Endpoint {
     /// Whether an IKE SA is established.
     pub fn is_established(&self) -> bool {
         self.sas.iter().any(|s| s.state == State::Established)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::TestRng;
+    use crate::proposal::{parse_esp_proposals, parse_ike_proposals};
+    use crate::{Identity, Psk};
+
+    const I_LOCAL: &str = "192.168.1.2:500";
+    const R_ADDR: &str = "198.51.100.7:500";
+    const NAT_IP: &str = "203.0.113.9";
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn config(local: &str, remote: &str) -> Config {
+        let mut c = Config::new(addr(local), addr(remote), Psk::new(b"nat".to_vec()));
+        c.ike_proposals = parse_ike_proposals(&["aes256-sha256-x25519"]).unwrap();
+        c.esp_proposals = parse_esp_proposals(&["aes256gcm16"]).unwrap();
+        c.local_id = Identity::Addr(addr(local).ip());
+        c.remote_id = None;
+        c
+    }
+
+    /// The initiator behind a NAT that maps port p to 40000 + p on `NAT_IP`.
+    fn nat_pair() -> (Endpoint, Endpoint, Instant) {
+        let mut i = Endpoint::new(config(I_LOCAL, R_ADDR), Box::new(TestRng::new(1)));
+        let mut r = Endpoint::new(
+            config(R_ADDR, &format!("{NAT_IP}:500")),
+            Box::new(TestRng::new(2)),
+        );
+        let now = Instant::now();
+        i.initiate(now);
+        for _ in 0..10 {
+            while let Some(t) = i.poll_transmit() {
+                let public =
+                    SocketAddr::new(addr(&format!("{NAT_IP}:1")).ip(), 40000 + t.src.port());
+                r.handle_datagram(now, public, t.dst, &t.payload);
+            }
+            while let Some(t) = r.poll_transmit() {
+                let private = SocketAddr::new(addr(I_LOCAL).ip(), t.dst.port() - 40000);
+                i.handle_datagram(now, t.src, private, &t.payload);
+            }
+        }
+        assert!(i.is_established() && r.is_established());
+        (i, r, now)
+    }
+
+    #[test]
+    fn esp_from_a_rebound_nat_port_moves_the_peer_only_on_the_side_outside_the_nat() {
+        let (mut i, mut r, now) = nat_pair();
+        while r.poll_event().is_some() {}
+        let sa = r.ike_sas().remove(0);
+        assert_eq!(sa.remote_addr, addr(&format!("{NAT_IP}:44500")));
+        let (r_spi, _) = sa.children[0];
+        // Where the peer already is, another address, an unknown SPI: nothing.
+        assert!(!r.esp_from(now, r_spi, sa.remote_addr));
+        assert!(!r.esp_from(now, r_spi, addr("203.0.113.10:44500")));
+        assert!(!r.esp_from(now, r_spi ^ 1, addr(&format!("{NAT_IP}:51000"))));
+        assert!(r.poll_event().is_none());
+        // The NAT's new port.
+        let moved = addr(&format!("{NAT_IP}:51000"));
+        assert!(r.esp_from(now, r_spi, moved));
+        match r.poll_event() {
+            Some(Event::PeerAddressChanged {
+                remote_addr,
+                children,
+                ..
+            }) => {
+                assert_eq!(remote_addr, moved);
+                assert_eq!(children, sa.children);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.ike_sas()[0].remote_addr, moved);
+        // The side behind the NAT (the initiator) never follows ESP.
+        let (i_spi, _) = i.ike_sas()[0].children[0];
+        assert!(!i.esp_from(now, i_spi, addr("198.51.100.7:4501")));
+        assert!(!i
+            .poll_event()
+            .into_iter()
+            .any(|e| matches!(e, Event::PeerAddressChanged { .. })));
     }
 }

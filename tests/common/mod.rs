@@ -1,6 +1,10 @@
-//! Helpers shared by the root package's network-namespace tests (gateway_e2e,
-//! rekey_soak): root/tool checks and running a command.
+//! Helpers shared by the root package's network-namespace tests (gateway_e2e, wan,
+//! rekey_soak): root/tool checks and running a command; [`net`]: namespaces, daemons and
+//! the two-site topology; [`swan`]: strongSwan as the peer.
 #![allow(dead_code)]
+
+pub mod net;
+pub mod swan;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

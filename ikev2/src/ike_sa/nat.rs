@@ -36,6 +36,15 @@ impl IkeSa {
         self.keepalive_at = Some(at(ctx.now, d));
     }
 
+    /// Whether a change of the peer's address or port is followed (RFC 7296 §2.23): only
+    /// when the peer is behind a NAT (without one its address does not change: no
+    /// MOBIKE), and not when we are behind a NAT ourselves ("opens a possible DoS
+    /// attack") unless we are the responder, whose peer's NAT may have rebound (as
+    /// strongSwan does).
+    pub(in crate::ike_sa) fn may_follow_peer(&self) -> bool {
+        self.nat_there && (!self.nat_here || !self.initiator)
+    }
+
     /// An authenticated message came `from` → `to`: when the peer is behind a NAT (or
     /// any NAT was detected), its address and port may have changed (a NAT rebinding):
     /// follow it, and tell the daemon where ESP must go now.
@@ -54,10 +63,26 @@ impl IkeSa {
             self.remote = from;
             return;
         }
-        if !self.nat {
-            // Without a NAT the peer's address does not change (no MOBIKE).
+        if !self.may_follow_peer() {
             return;
         }
+        self.moved_to(ctx, from);
+    }
+
+    /// Authenticated ESP of one of this IKE SA's Child SAs came `from` (see
+    /// [`crate::Endpoint::esp_from`]): followed like an authenticated IKE message.
+    /// Returns whether the peer's address changed.
+    pub(crate) fn follow_esp(&mut self, ctx: &mut Ctx<'_>, from: SocketAddr) -> bool {
+        if from == self.remote || !self.is_established() || !self.may_follow_peer() {
+            return false;
+        }
+        self.moved_to(ctx, from);
+        true
+    }
+
+    /// The peer is at `from` now: IKE goes there, and the daemon is told to send ESP
+    /// there too.
+    fn moved_to(&mut self, ctx: &mut Ctx<'_>, from: SocketAddr) {
         self.remote = from;
         ctx.events.push_back(Event::PeerAddressChanged {
             spi_i: self.spi_i,
