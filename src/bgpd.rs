@@ -2,13 +2,13 @@
 //! routes into the kernel with Causeway's protocol id, removed on withdraw, session loss,
 //! tunnel down and shutdown.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bgp::{Dir, NeighborId, Prefix, Speaker, SpeakerEvent};
-use dataplane::netlink::Route;
+use dataplane::netlink::{NextHop, Route, RouteOp};
 use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -17,19 +17,40 @@ use tokio::sync::mpsc;
 use crate::api::{NeighborStatus, RouteStatus};
 use crate::daemon::{lock, Shared};
 
-/// Observable BGP state, refreshed by the BGP task.
+/// Kernel route operations sent in one `apply_routes` call (one netlink datagram per
+/// ~32 KiB inside it); FIB changes are flushed when this many are pending.
+const FIB_BATCH: usize = 2048;
+/// Input messages handled per loop turn before the FIB is programmed.
+const INPUT_BATCH: usize = 32;
+
+/// Observable BGP state. Routes are not copied here: `causeway routes` is built on
+/// demand from the speaker's RIB, plus the few prefixes the kernel did not take.
 pub struct BgpShared {
     neighbors: Mutex<Vec<NeighborStatus>>,
-    routes: Mutex<BTreeMap<Prefix, (Route, RouteStatus)>>,
+    /// The speaker while the BGP task runs.
+    speaker: Mutex<Option<Arc<Mutex<Speaker>>>>,
+    /// Kernel state where it differs from "every selected prefix is installed".
+    fib: Mutex<FibState>,
+    /// Neighbor id → (tunnel name, TUN device).
+    nb_tunnels: Vec<(String, String)>,
+}
+
+/// What the BGP task knows about the kernel beyond the RIB.
+#[derive(Debug, Default)]
+struct FibState {
+    /// Selected prefixes that are not in the kernel: refused by it (error logged and
+    /// counted), overlapping the tunnel's local_ts, or without a usable tunnel.
+    not_installed: HashSet<Prefix>,
+    /// Route operations the kernel refused since start.
+    errors: u64,
 }
 
 impl BgpShared {
     /// One `Idle` entry per configured neighbor.
     pub fn new(cfg: &config::Config) -> Self {
-        let neighbors = cfg
-            .bgp
+        let nbs: Vec<&config::Neighbor> = cfg.bgp.iter().flat_map(|b| b.neighbors.iter()).collect();
+        let neighbors = nbs
             .iter()
-            .flat_map(|b| b.neighbors.iter())
             .map(|n| NeighborStatus {
                 address: n.address.to_string(),
                 remote_asn: n.remote_asn,
@@ -38,9 +59,23 @@ impl BgpShared {
                 ..NeighborStatus::default()
             })
             .collect();
+        let nb_tunnels = nbs
+            .iter()
+            .map(|n| {
+                let iface = cfg
+                    .tunnels
+                    .iter()
+                    .find(|t| t.name == n.tunnel)
+                    .map(|t| t.interface.clone())
+                    .unwrap_or_default();
+                (n.tunnel.clone(), iface)
+            })
+            .collect();
         BgpShared {
             neighbors: Mutex::new(neighbors),
-            routes: Mutex::new(BTreeMap::new()),
+            speaker: Mutex::new(None),
+            fib: Mutex::new(FibState::default()),
+            nb_tunnels,
         }
     }
 
@@ -49,12 +84,62 @@ impl BgpShared {
         lock(&self.neighbors).clone()
     }
 
-    /// Learned routes.
+    fn speaker(&self) -> Option<Arc<Mutex<Speaker>>> {
+        lock(&self.speaker).clone()
+    }
+
+    /// Learned routes (the Loc-RIB), built now from the RIB.
     pub fn routes(&self) -> Vec<RouteStatus> {
-        lock(&self.routes)
-            .values()
-            .map(|(_, s)| s.clone())
-            .collect()
+        let Some(sp) = self.speaker() else {
+            return Vec::new();
+        };
+        let sp = lock(&sp);
+        let fib = lock(&self.fib);
+        let rib = sp.rib();
+        let mut out = Vec::with_capacity(rib.len());
+        for (prefix, e) in rib.loc_iter() {
+            let (best_nb, best) = e.best();
+            // The first ECMP next hop, as the kernel route's first path.
+            let (nh, nb) = e.next_hops().next().unwrap_or((best.next_hop, best_nb));
+            let (tunnel, interface) = self
+                .nb_tunnels
+                .get(nb as usize)
+                .cloned()
+                .unwrap_or_default();
+            let as_path = best
+                .attrs
+                .as_path
+                .as_ref()
+                .map(|p| {
+                    p.segments
+                        .iter()
+                        .flat_map(|s| s.asns().iter().copied())
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(RouteStatus {
+                prefix: prefix.to_string(),
+                source: "bgp".into(),
+                tunnel,
+                interface,
+                next_hop: Some(nh.to_string()),
+                as_path,
+                installed: !fib.not_installed.contains(&prefix),
+            });
+        }
+        out
+    }
+
+    /// (selected routes, of which installed in the kernel, kernel errors since start),
+    /// without building the route list.
+    pub fn route_counts(&self) -> (usize, usize, u64) {
+        let total = self.speaker().map_or(0, |sp| lock(&sp).rib().len());
+        let fib = lock(&self.fib);
+        (
+            total,
+            total.saturating_sub(fib.not_installed.len()),
+            fib.errors,
+        )
     }
 }
 
@@ -155,14 +240,14 @@ pub fn start(cfg: &config::Config, shared: Arc<Shared>) -> Option<BgpTask> {
         let mut nc = bgp::NeighborConfig::new(id, n.address, n.remote_asn);
         nc.hold_time = u16::try_from(n.hold_time.as_secs()).unwrap_or(u16::MAX);
         nc.ttl = n.multihop.unwrap_or(1);
-        nc.families = vec![if n.address.is_ipv4() {
-            bgp::Afi::Ipv4
-        } else {
-            bgp::Afi::Ipv6
-        }];
+        // Both families on every session (IPv6 routes over an IPv4 session and the other
+        // way round, RFC 4760); what the peer does not support is not negotiated.
+        nc.families = vec![bgp::Afi::Ipv4, bgp::Afi::Ipv6];
         nc.connect_retry_max = Duration::from_secs(30);
-        if let Some(IpAddr::V4(a)) = n.local_address {
-            nc.next_hop_v4 = Some(a);
+        match n.local_address {
+            Some(IpAddr::V4(a)) => nc.next_hop_v4 = Some(a),
+            Some(IpAddr::V6(a)) => nc.next_hop_v6 = Some(a),
+            None => {}
         }
         nc.policy = policy(n);
         ncfgs.push(nc);
@@ -205,14 +290,39 @@ pub async fn stop(task: Option<BgpTask>, shared: &Shared) {
     remove_all_routes(shared);
 }
 
+/// Deletes the kernel routes of whatever is still in the RIB (normally nothing: the
+/// task withdrew everything when it stopped the sessions).
 fn remove_all_routes(shared: &Shared) {
-    let mut routes = lock(&shared.bgp.routes);
-    let mut nl = lock(&shared.nl);
-    for (_, (r, _)) in std::mem::take(&mut *routes) {
-        if let Err(e) = nl.delete_route(&r) {
-            tracing::debug!(dst = %r.dst, error = %e, "removing BGP route failed");
-        }
+    let Some(sp) = lock(&shared.bgp.speaker).take() else {
+        return;
+    };
+    let ops: Vec<RouteOp> = lock(&sp)
+        .rib()
+        .loc_iter()
+        .filter_map(|(p, _)| prefix_net(p))
+        .map(|dst| RouteOp::Delete(Route::delete_key(dst, shared.proto, shared.table)))
+        .collect();
+    if ops.is_empty() {
+        return;
     }
+    match lock(&shared.nl).apply_routes(&ops) {
+        Ok(f) => {
+            let real = f
+                .iter()
+                .filter(|(_, e)| e.raw_os_error() != Some(libc::ESRCH))
+                .count();
+            tracing::debug!(
+                n = ops.len(),
+                failed = real,
+                "removed the remaining BGP routes"
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "removing BGP routes failed"),
+    }
+}
+
+fn prefix_net(p: Prefix) -> Option<IpNet> {
+    IpNet::new(p.addr(), p.len()).ok()
 }
 
 async fn listen(addr: SocketAddr, tx: mpsc::Sender<BgpIn>, shared: Arc<Shared>) {
@@ -300,9 +410,21 @@ struct Conn {
     generation: u64,
 }
 
+/// A pending kernel change, in event order.
+enum FibOp {
+    /// Install or replace the route with these ECMP next hops.
+    Set(Prefix, Vec<(IpAddr, NeighborId)>),
+    /// Remove the route.
+    Del(Prefix),
+}
+
 struct Task {
-    speaker: Speaker,
+    /// Shared with [`BgpShared`] (status output reads the RIB). Locked only for single
+    /// calls or to drain output, never across an await or while programming the kernel.
+    speaker: Arc<Mutex<Speaker>>,
     nbs: HashMap<NeighborId, Nb>,
+    /// FIB changes not yet sent to the kernel.
+    pending: Vec<FibOp>,
     shared: Arc<Shared>,
     tx: mpsc::Sender<BgpIn>,
     conns: HashMap<(NeighborId, bool), Conn>,
@@ -316,6 +438,10 @@ fn dir_key(d: Dir) -> bool {
 }
 
 impl Task {
+    fn sp(&self) -> MutexGuard<'_, Speaker> {
+        lock(&self.speaker)
+    }
+
     fn tunnel_established(&self, id: NeighborId) -> bool {
         self.nbs.get(&id).is_some_and(|n| {
             self.shared
@@ -361,7 +487,7 @@ impl Task {
         let _ = stream.set_ttl(u32::from(ttl));
         let _ = stream.set_nodelay(true);
         if let Ok(local) = stream.local_addr() {
-            self.speaker.set_local_address(id, local.ip());
+            self.sp().set_local_address(id, local.ip());
         }
         self.generation += 1;
         let generation = self.generation;
@@ -377,7 +503,9 @@ impl Task {
         });
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 65536];
+            // 16 KiB per read: one read's UPDATEs (~4000 prefixes) become the speaker's
+            // event queue before the BGP task drains it, so this bounds that queue.
+            let mut buf = vec![0u8; 16384];
             loop {
                 match rd.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
@@ -413,7 +541,7 @@ impl Task {
                 generation,
             },
         );
-        self.speaker.tcp_connected(now, id, dir);
+        self.sp().tcp_connected(now, id, dir);
     }
 
     fn input(&mut self, m: BgpIn) -> bool {
@@ -424,7 +552,7 @@ impl Task {
                     let Ok(peer) = stream.peer_addr() else {
                         return true;
                     };
-                    match self.speaker.neighbor_by_address(peer.ip()) {
+                    match self.sp().neighbor_by_address(peer.ip()) {
                         Some(id) => id,
                         None => {
                             tracing::info!(%peer, "BGP connection from an unknown address refused");
@@ -441,7 +569,7 @@ impl Task {
             BgpIn::ConnectFailed { id, error } => {
                 tracing::debug!(neighbor = id, %error, "BGP connect failed");
                 self.errors.insert(id, format!("connect: {error}"));
-                self.speaker.tcp_failed(now, id);
+                self.sp().tcp_failed(now, id);
             }
             BgpIn::Bytes {
                 id,
@@ -454,7 +582,7 @@ impl Task {
                     .get(&(id, dir_key(dir)))
                     .is_some_and(|c| c.generation == generation)
                 {
-                    self.speaker.handle_bytes(now, id, dir, &data);
+                    self.sp().handle_bytes(now, id, dir, &data);
                 }
             }
             BgpIn::Closed {
@@ -469,13 +597,13 @@ impl Task {
                     .is_some_and(|c| c.generation == generation)
                 {
                     self.conns.remove(&key);
-                    self.speaker.tcp_closed(now, id, dir);
+                    self.sp().tcp_closed(now, id, dir);
                 }
             }
             BgpIn::Stop => return false,
             BgpIn::SetNeighbor { id, cfg } => {
                 tracing::info!(neighbor = %cfg.address, "BGP policy updated");
-                self.speaker.set_policy(id, policy(&cfg));
+                self.sp().set_policy(id, policy(&cfg));
                 if let Some(n) = self.nbs.get_mut(&id) {
                     n.cfg = *cfg;
                 }
@@ -484,23 +612,42 @@ impl Task {
         true
     }
 
-    /// Drain transmits, events and connect requests; program the kernel.
+    /// Drain transmits, events and connect requests, then program the kernel with the
+    /// FIB changes of this turn and publish the neighbor states.
     fn flush(&mut self) {
-        let now = Instant::now();
+        self.drain();
+        self.apply_fib();
+        self.publish();
+    }
+
+    /// Drain transmits, events and connect requests. FIB changes are queued and sent
+    /// whenever [`FIB_BATCH`] of them are pending (so neither the event queue nor the
+    /// batch grows with the table).
+    fn drain(&mut self) {
         loop {
-            let mut progress = false;
-            while let Some((id, t)) = self.speaker.poll_transmit() {
-                progress = true;
+            let (transmits, events, connects) = {
+                let mut sp = self.sp();
+                let t: Vec<_> = std::iter::from_fn(|| sp.poll_transmit()).collect();
+                let room = FIB_BATCH.saturating_sub(self.pending.len()).max(1);
+                let e: Vec<_> = std::iter::from_fn(|| sp.poll_event()).take(room).collect();
+                let c: Vec<_> = std::iter::from_fn(|| sp.poll_connect()).collect();
+                (t, e, c)
+            };
+            if transmits.is_empty() && events.is_empty() && connects.is_empty() {
+                break;
+            }
+            for (id, t) in transmits {
                 if let Some(c) = self.conns.get(&(id, dir_key(t.dir))) {
                     let _ = c.writer.send(t.bytes);
                 }
             }
-            while let Some(ev) = self.speaker.poll_event() {
-                progress = true;
+            for ev in events {
                 self.event(ev);
+                if self.pending.len() >= FIB_BATCH {
+                    self.apply_fib();
+                }
             }
-            while let Some(id) = self.speaker.poll_connect() {
-                progress = true;
+            for id in connects {
                 // With start_action = trap the SYN itself brings the tunnel up.
                 if self.tunnel_established(id) || self.tunnel_traps(id) {
                     self.spawn_connect(id);
@@ -508,12 +655,7 @@ impl Task {
                     n.pending_connect = true;
                 }
             }
-            if !progress {
-                break;
-            }
         }
-        let _ = now;
-        self.publish();
     }
 
     fn event(&mut self, ev: SpeakerEvent) {
@@ -530,8 +672,10 @@ impl Task {
                 // Dropping the writer closes the socket after the queued bytes.
                 self.conns.remove(&(neighbor, dir_key(dir)));
             }
-            SpeakerEvent::FibChange { prefix, next_hops } => self.fib_change(prefix, &next_hops),
-            SpeakerEvent::FibRemove { prefix } => self.fib_remove(prefix),
+            SpeakerEvent::FibChange { prefix, next_hops } => {
+                self.pending.push(FibOp::Set(prefix, next_hops))
+            }
+            SpeakerEvent::FibRemove { prefix } => self.pending.push(FibOp::Del(prefix)),
             SpeakerEvent::MaxPrefixExceeded {
                 neighbor,
                 count,
@@ -545,74 +689,174 @@ impl Task {
         }
     }
 
-    fn fib_change(&mut self, prefix: Prefix, next_hops: &[(IpAddr, NeighborId)]) {
-        let Some(&(nh, nid)) = next_hops.first() else {
-            return self.fib_remove(prefix);
-        };
-        let Some(nb) = self.nbs.get(&nid) else { return };
-        let Some(t) = self.shared.tunnels.get(nb.tunnel) else {
-            return;
-        };
-        let Ok(dst) = IpNet::new(prefix.addr(), prefix.len()) else {
-            return;
-        };
-        // Never route our own networks into the tunnel.
-        if t.cfg
-            .local_ts
-            .iter()
-            .any(|l| l.prefix_len() > 0 && (l.contains(&dst) || dst.contains(l)))
-        {
-            tracing::info!(%dst, tunnel = %t.cfg.name, "learned route overlaps our local_ts: not installed");
-            return;
-        }
-        let route = Route::dev(dst, t.dp.ifindex(), self.shared.proto, self.shared.table);
-        let installed = match lock(&self.shared.nl).replace_route(&route) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(%dst, error = %e, "installing BGP route failed");
-                false
+    /// The kernel route for a prefix with these ECMP next hops: one path per distinct
+    /// tunnel (TUN device) that does not overlap the prefix with its local_ts. `Err` with
+    /// the reason when no tunnel is usable.
+    fn kernel_route(
+        &self,
+        prefix: Prefix,
+        next_hops: &[(IpAddr, NeighborId)],
+    ) -> Result<Route, String> {
+        let dst = prefix_net(prefix).ok_or("invalid prefix")?;
+        let mut hops: Vec<NextHop> = Vec::with_capacity(next_hops.len());
+        let mut why = String::from("no tunnel for the next hop");
+        for (_, nid) in next_hops {
+            let Some(t) = self
+                .nbs
+                .get(nid)
+                .and_then(|nb| self.shared.tunnels.get(nb.tunnel))
+            else {
+                continue;
+            };
+            // Never route our own networks into the tunnel.
+            if t.cfg
+                .local_ts
+                .iter()
+                .any(|l| l.prefix_len() > 0 && (l.contains(&dst) || dst.contains(l)))
+            {
+                why = format!("overlaps the local_ts of tunnel {}", t.cfg.name);
+                continue;
             }
-        };
-        let as_path = self
-            .speaker
-            .rib()
-            .selected(&prefix)
-            .and_then(|s| s.best.1.attrs.as_path.clone())
-            .map(|p| {
-                p.segments
-                    .iter()
-                    .flat_map(|s| s.asns().iter().copied())
-                    .collect()
-            })
-            .unwrap_or_default();
-        tracing::info!(%dst, via = %nh, dev = %t.cfg.interface, "BGP route installed");
-        let status = RouteStatus {
-            prefix: dst.to_string(),
-            source: "bgp".into(),
-            tunnel: t.cfg.name.clone(),
-            interface: t.cfg.interface.clone(),
-            next_hop: Some(nh.to_string()),
-            as_path,
-            installed,
-        };
-        let old = lock(&self.shared.bgp.routes).insert(prefix, (route.clone(), status));
-        // A route moved to another device/table: remove the old one.
-        if let Some((o, st)) = old {
-            if st.installed && (o.oif != route.oif || o.table != route.table) {
-                let _ = lock(&self.shared.nl).delete_route(&o);
+            let oif = t.dp.ifindex();
+            if !hops.iter().any(|h| h.oif == oif) {
+                hops.push(NextHop {
+                    gateway: None,
+                    oif,
+                    weight: 1,
+                });
             }
         }
+        // IPv6 takes no device-only multipath (ECMP needs gateways there): first tunnel.
+        if dst.addr().is_ipv6() {
+            hops.truncate(1);
+        }
+        if hops.is_empty() {
+            return Err(why);
+        }
+        Ok(Route::multipath(
+            dst,
+            hops,
+            self.shared.proto,
+            self.shared.table,
+        ))
     }
 
-    fn fib_remove(&mut self, prefix: Prefix) {
-        let old = lock(&self.shared.bgp.routes).remove(&prefix);
-        if let Some((r, st)) = old {
-            tracing::info!(dst = %r.dst, "BGP route removed");
-            if st.installed {
-                if let Err(e) = lock(&self.shared.nl).delete_route(&r) {
-                    tracing::debug!(dst = %r.dst, error = %e, "removing BGP route failed");
+    /// Sends the pending FIB changes to the kernel in batches (no ACK wait per route).
+    /// A refused route is logged, counted and shown as not installed; the RIB keeps it.
+    fn apply_fib(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let (proto, table) = (self.shared.proto, self.shared.table);
+        let mut ops: Vec<RouteOp> = Vec::with_capacity(pending.len().min(FIB_BATCH));
+        let mut keys: Vec<Prefix> = Vec::with_capacity(pending.len().min(FIB_BATCH));
+        let mut skipped: Vec<(Prefix, String)> = Vec::new();
+        let mut installed: Vec<Prefix> = Vec::new();
+        let mut failed: Vec<(Prefix, std::io::Error)> = Vec::new();
+        let mut removed: Vec<Prefix> = Vec::new();
+        let mut pending = pending.into_iter().peekable();
+        while pending.peek().is_some() {
+            ops.clear();
+            keys.clear();
+            for op in pending.by_ref().take(FIB_BATCH) {
+                match op {
+                    FibOp::Set(prefix, nh) => match self.kernel_route(prefix, &nh) {
+                        Ok(r) => {
+                            ops.push(RouteOp::Replace(r));
+                            keys.push(prefix);
+                        }
+                        Err(why) => {
+                            // Not ours to route: make sure no older version stays.
+                            if let Some(dst) = prefix_net(prefix) {
+                                ops.push(RouteOp::Delete(Route::delete_key(dst, proto, table)));
+                                keys.push(prefix);
+                            }
+                            skipped.push((prefix, why));
+                        }
+                    },
+                    FibOp::Del(prefix) => {
+                        if let Some(dst) = prefix_net(prefix) {
+                            ops.push(RouteOp::Delete(Route::delete_key(dst, proto, table)));
+                            keys.push(prefix);
+                        }
+                    }
                 }
             }
+            let res = lock(&self.shared.nl).apply_routes(&ops);
+            let mut bad = vec![false; ops.len()];
+            match res {
+                Ok(failures) => {
+                    for (i, e) in failures {
+                        let Some(b) = bad.get_mut(i) else { continue };
+                        *b = true;
+                        let is_delete = matches!(ops.get(i), Some(RouteOp::Delete(_)));
+                        // Deleting a route that is not there (never installed, or gone
+                        // with its device) is fine.
+                        if is_delete && e.raw_os_error() == Some(libc::ESRCH) {
+                            continue;
+                        }
+                        if let Some(p) = keys.get(i) {
+                            failed.push((*p, e));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, n = ops.len(), "netlink batch failed");
+                    bad.iter_mut().for_each(|b| *b = true);
+                    for (i, p) in keys.iter().enumerate() {
+                        if matches!(ops.get(i), Some(RouteOp::Replace(_))) {
+                            failed.push((*p, std::io::Error::other(e.to_string())));
+                        }
+                    }
+                }
+            }
+            for (i, op) in ops.iter().enumerate() {
+                let Some(p) = keys.get(i) else { continue };
+                match op {
+                    RouteOp::Replace(_) if !bad[i] => installed.push(*p),
+                    RouteOp::Replace(_) => {}
+                    RouteOp::Delete(_) => removed.push(*p),
+                }
+            }
+        }
+        // Book-keeping: only the exceptions are stored per prefix. Lock order as in
+        // `BgpShared::routes`: speaker, then fib.
+        let sp = self.sp();
+        let mut fib = lock(&self.shared.bgp.fib);
+        if !fib.not_installed.is_empty() {
+            for p in removed.iter().chain(installed.iter()) {
+                fib.not_installed.remove(p);
+            }
+        }
+        for (p, why) in &skipped {
+            tracing::info!(prefix = %p, reason = %why, "learned route not installed");
+            fib.not_installed.insert(*p);
+        }
+        let n_failed = failed.len();
+        for (i, (p, e)) in failed.iter().enumerate() {
+            if i < 10 {
+                tracing::warn!(prefix = %p, error = %e, "kernel refused a BGP route");
+            }
+            fib.not_installed.insert(*p);
+        }
+        if n_failed > 10 {
+            tracing::warn!(n = n_failed, "kernel refused BGP routes (first 10 logged)");
+        }
+        fib.errors += n_failed as u64;
+        // A prefix removed from the RIB is no exception any more.
+        if !fib.not_installed.is_empty() && !removed.is_empty() {
+            fib.not_installed.retain(|p| sp.rib().loc(p).is_some());
+        }
+        drop(fib);
+        drop(sp);
+        if !installed.is_empty() || !removed.is_empty() {
+            tracing::debug!(
+                installed = installed.len(),
+                removed = removed.len(),
+                failed = n_failed,
+                "BGP routes programmed"
+            );
         }
     }
 
@@ -632,21 +876,20 @@ impl Task {
                 self.spawn_connect(id);
             } else if up && !was {
                 // Connect now rather than after the connect-retry backoff.
-                self.speaker.neighbor_up(now, id);
+                self.sp().neighbor_up(now, id);
             } else if was && !up {
                 tracing::info!(neighbor = %n.cfg.address, "tunnel down: BGP routes withdrawn");
                 self.conns.remove(&(id, false));
                 self.conns.remove(&(id, true));
-                self.speaker.neighbor_down(now, id);
+                self.sp().neighbor_down(now, id);
             }
         }
     }
 
     fn publish(&self) {
         let now = Instant::now();
-        let list: Vec<NeighborStatus> = self
-            .speaker
-            .neighbors()
+        let neighbors = self.sp().neighbors();
+        let list: Vec<NeighborStatus> = neighbors
             .into_iter()
             .map(|s| {
                 let nb = self.nbs.get(&s.id);
@@ -681,9 +924,12 @@ async fn run(
     mut rx: mpsc::Receiver<BgpIn>,
     tx: mpsc::Sender<BgpIn>,
 ) {
+    let speaker = Arc::new(Mutex::new(speaker));
+    *lock(&shared.bgp.speaker) = Some(Arc::clone(&speaker));
     let mut t = Task {
         speaker,
         nbs,
+        pending: Vec::new(),
         shared,
         tx,
         conns: HashMap::new(),
@@ -691,23 +937,39 @@ async fn run(
         errors: HashMap::new(),
     };
     t.check_tunnels();
-    t.speaker.start(Instant::now());
+    t.sp().start(Instant::now());
     t.flush();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
-        let timer = t.speaker.poll_timeout();
+        let timer = t.sp().poll_timeout();
         tokio::select! {
             m = rx.recv() => {
                 let Some(m) = m else { break };
                 if !t.input(m) { break; }
+                // Take what else is queued (up to a bound), so the kernel gets large
+                // batches; the speaker's output is drained after each message.
+                let mut more = true;
+                for _ in 1..INPUT_BATCH {
+                    t.drain();
+                    match rx.try_recv() {
+                        Ok(m) => {
+                            if !t.input(m) {
+                                more = false;
+                                break;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if !more { break; }
             }
-            _ = sleep_opt(timer) => t.speaker.handle_timeout(Instant::now()),
+            _ = sleep_opt(timer) => t.sp().handle_timeout(Instant::now()),
             _ = tick.tick() => t.check_tunnels(),
         }
         t.flush();
     }
     // Shutdown: Cease to every neighbor, give the writers a moment.
-    t.speaker.stop(Instant::now(), "causeway shutting down");
+    t.sp().stop(Instant::now(), "causeway shutting down");
     t.flush();
     t.conns.clear();
     tokio::time::sleep(Duration::from_millis(200)).await;

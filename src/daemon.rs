@@ -397,18 +397,19 @@ async fn daemon_main(
             let mut last = String::new();
             loop {
                 tick.tick().await;
-                let snap = s.snapshot();
-                let up = snap
-                    .tunnels
+                // Counts only: no per-route status list (a full table has a million).
+                let up = s.tunnels.iter().filter(|t| t.is_established()).count();
+                let nbs = s.bgp.neighbors();
+                let est = nbs.iter().filter(|n| n.state == "Established").count();
+                let statics = lock(&s.static_routes)
                     .iter()
-                    .filter(|t| t.state == "established")
+                    .filter(|(_, st)| st.installed)
                     .count();
-                let est = snap.bgp.iter().filter(|n| n.state == "Established").count();
                 let line = format!(
                     "STATUS={up}/{} tunnels up, {est}/{} BGP sessions Established, {} routes",
-                    snap.tunnels.len(),
-                    snap.bgp.len(),
-                    snap.routes.iter().filter(|r| r.installed).count()
+                    s.tunnels.len(),
+                    nbs.len(),
+                    statics + s.bgp.route_counts().1
                 );
                 if line != last {
                     notify(&line);

@@ -9,8 +9,8 @@
 # later withdraws them all. Measured:
 #   learn   : "announce" command -> kernel FIB (table main, DUT's proto) holds all N routes
 #   withdraw: "withdraw" command -> FIB holds none of them
-#   rss     : the DUT's VmHWM (peak RSS) after the run; B/route = (VmHWM - VmRSS before
-#             the announce) / N
+#   rss     : the DUT's VmHWM (peak RSS, reset just before the announce) after the run;
+#             B/route = (VmHWM - VmRSS before the announce) / N
 # FIB counts: `ip -n NS -4 route show table main root 16.0.0.0/4 proto P | wc -l`, polled every POLL s.
 #
 # Environment: CARGO_TARGET_DIR (where the release binaries are, default ./target),
@@ -67,6 +67,9 @@ now() { date +%s.%N; }
 # elapsed START END -> seconds with 3 decimals
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 kb() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
+# cpu PID -> CPU seconds (user + system) the process used so far
+TCK=$(getconf CLK_TCK)
+cpu() { awk -v t="$TCK" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / t }' "/proc/$1/stat"; }
 
 topology() {
     ip netns add "$NSF"
@@ -184,7 +187,7 @@ wait_line() { # PATTERN
 
 RESULTS=()
 one() { # DUT N
-    local dut=$1 n=$2 base t0 t1 t2 t3 sent hwm learn wd bpr
+    local dut=$1 n=$2 base t0 t1 t2 t3 sent hwm learn wd bpr c0 c1 c2
     cleanup
     topology
     start_dut "$dut"
@@ -197,23 +200,29 @@ one() { # DUT N
     exec 3<>"$WORK/ctl"
     wait_line ESTABLISHED
     sleep 1
+    # Reset VmHWM to the current RSS (Linux >= 4.0): the peak measured is the one of the
+    # announce/withdraw phases, not a start-up transient.
+    echo 5 >"/proc/$DUTPID/clear_refs" 2>/dev/null || true
     base=$(kb "$DUTPID" VmRSS)
+    c0=$(cpu "$DUTPID")
     t0=$(now)
     echo announce >&3
     t1=$(wait_count "$n") || { cat "$WORK/dut.log" >&2; die "$dut $n: learn failed"; }
     sent=$(awk '$1 == "ANNOUNCED" { print $3 }' "$WORK/feeder.out")
     hwm=$(kb "$DUTPID" VmHWM)
+    c1=$(cpu "$DUTPID")
     t2=$(now)
     echo withdraw >&3
     t3=$(wait_count 0) || { cat "$WORK/dut.log" >&2; die "$dut $n: withdraw failed"; }
     hwm=$(kb "$DUTPID" VmHWM)
+    c2=$(cpu "$DUTPID")
     echo quit >&3
     learn=$(elapsed "$t0" "$t1")
     wd=$(elapsed "$t2" "$t3")
     bpr=$(awk -v h="$hwm" -v b="$base" -v n="$n" 'BEGIN { printf "%.1f", (h - b) * 1024 / n }')
-    printf '%-9s %8d  learn %8.3f s (feeder done %.3f s)  withdraw %8.3f s  VmHWM %7d kB  base %6d kB  %6.1f B/route\n' \
-        "$dut" "$n" "$learn" "$(elapsed "$t0" "${sent:-$t0}")" "$wd" "$hwm" "$base" "$bpr" >&2
-    RESULTS+=("$dut $n $learn $wd $hwm $base $bpr")
+    printf '%-9s %8d  learn %8.3f s (feeder done %.3f s, DUT CPU %.2f s)  withdraw %8.3f s (DUT CPU %.2f s)  VmHWM %7d kB  base %6d kB  %6.1f B/route\n' \
+        "$dut" "$n" "$learn" "$(elapsed "$t0" "${sent:-$t0}")" "$(elapsed "$c0" "$c1")" "$wd" "$(elapsed "$c1" "$c2")" "$hwm" "$base" "$bpr" >&2
+    RESULTS+=("$dut $n $learn $wd $hwm $base $bpr $(elapsed "$c0" "$c1") $(elapsed "$c1" "$c2")")
     cleanup
 }
 
@@ -247,8 +256,8 @@ mkdir -p "$(dirname "$OUT")"
     sep=""
     for r in "${RESULTS[@]}"; do
         set -- $r
-        printf '%s\n    {"dut": "%s", "prefixes": %s, "learn_to_fib_s": %s, "withdraw_s": %s, "vmhwm_kb": %s, "rss_before_kb": %s, "bytes_per_route": %s}' \
-            "$sep" "$1" "$2" "$3" "$4" "$5" "$6" "$7"
+        printf '%s\n    {"dut": "%s", "prefixes": %s, "learn_to_fib_s": %s, "withdraw_s": %s, "vmhwm_kb": %s, "rss_before_kb": %s, "bytes_per_route": %s, "learn_cpu_s": %s, "withdraw_cpu_s": %s}' \
+            "$sep" "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$9"
         sep=","
     done
     printf '\n  ]\n}\n'

@@ -20,8 +20,8 @@ pub mod wire;
 
 pub use policy::{MaxPrefix, MaxPrefixAction, Policy};
 pub use prefix::{parse_prefix_filter, Afi, Prefix, PrefixList, PrefixListEntry, PrefixParseError};
-pub use rib::{NeighborId, Route};
+pub use rib::{LocChange, LocEntry, NeighborId, Route};
 pub use session::{
     Dir, DownReason, Negotiated, Session, SessionConfig, SessionEvent, SessionState, Transmit,
 };
-pub use speaker::{NeighborConfig, NeighborStatus, Speaker, SpeakerConfig, SpeakerEvent};
+pub use speaker::{FibView, NeighborConfig, NeighborStatus, Speaker, SpeakerConfig, SpeakerEvent};

@@ -39,6 +39,12 @@ impl Prefix {
         Some(Prefix { addr, len })
     }
 
+    /// Rebuilds a prefix from a compact map key made of a valid prefix (host bits already
+    /// clear, length in range). Crate-internal: no checks.
+    pub(crate) fn from_key(addr: IpAddr, len: u8) -> Prefix {
+        Prefix { addr, len }
+    }
+
     /// The network address.
     pub fn addr(&self) -> IpAddr {
         self.addr

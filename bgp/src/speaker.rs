@@ -15,7 +15,7 @@
 //!    [`SpeakerEvent::FibRemove`]: program the kernel), then wait for
 //!    [`Speaker::poll_timeout`] and call [`Speaker::handle_timeout`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -160,6 +160,77 @@ pub enum SpeakerEvent {
     },
 }
 
+/// Shares one `Arc<Route>` among all paths with equal attributes and next hop (a full
+/// table has far fewer distinct attribute sets than prefixes, and peers spread equal
+/// attributes over many UPDATEs).
+#[derive(Debug, Default)]
+struct Interner {
+    set: HashSet<Arc<Route>>,
+    /// Size at which unused entries are dropped next.
+    gc_at: usize,
+}
+
+impl Interner {
+    fn intern(&mut self, r: Route) -> Arc<Route> {
+        if let Some(a) = self.set.get(&r) {
+            return a.clone();
+        }
+        if self.set.len() >= self.gc_at {
+            // Drop the ones only this set still holds.
+            self.set.retain(|a| Arc::strong_count(a) > 1);
+            self.gc_at = (self.set.len() * 2).max(1024);
+        }
+        let a = Arc::new(r);
+        self.set.insert(a.clone());
+        a
+    }
+}
+
+/// The FIB as the speaker wants it: every Loc-RIB prefix with its ECMP next hops. A view
+/// over the RIB (no copy); see [`Speaker::fib`].
+#[derive(Clone, Copy)]
+pub struct FibView<'a> {
+    rib: &'a Rib,
+}
+
+impl FibView<'_> {
+    /// Number of prefixes.
+    pub fn len(&self) -> usize {
+        self.rib.len()
+    }
+
+    /// True when there is no route.
+    pub fn is_empty(&self) -> bool {
+        self.rib.is_empty()
+    }
+
+    /// True when `prefix` has a route.
+    pub fn contains_key(&self, prefix: &Prefix) -> bool {
+        self.rib.loc(prefix).is_some()
+    }
+
+    /// The ECMP next hops of `prefix` (sorted), if it has a route.
+    pub fn get(&self, prefix: &Prefix) -> Option<Vec<(IpAddr, NeighborId)>> {
+        self.rib.next_hops(prefix)
+    }
+
+    /// The prefixes, in order (IPv4 first).
+    pub fn keys(&self) -> impl Iterator<Item = Prefix> + '_ {
+        self.rib.loc_iter().map(|(p, _)| p)
+    }
+
+    /// (prefix, ECMP next hops) in prefix order.
+    pub fn iter(&self) -> impl Iterator<Item = (Prefix, Vec<(IpAddr, NeighborId)>)> + '_ {
+        self.rib.loc_iter().map(|(p, e)| (p, e.next_hops_vec()))
+    }
+}
+
+impl std::fmt::Debug for FibView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
 /// A snapshot of one neighbor for status output.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NeighborStatus {
@@ -206,7 +277,7 @@ pub struct Speaker {
     router_id: Ipv4Addr,
     neighbors: BTreeMap<NeighborId, Neighbor>,
     rib: Rib,
-    fib: BTreeMap<Prefix, Vec<(IpAddr, NeighborId)>>,
+    interner: Interner,
     events: VecDeque<SpeakerEvent>,
 }
 
@@ -251,7 +322,7 @@ impl Speaker {
             router_id: cfg.router_id,
             neighbors,
             rib: Rib::new(),
-            fib: BTreeMap::new(),
+            interner: Interner::default(),
             events: VecDeque::new(),
         }
     }
@@ -382,8 +453,8 @@ impl Speaker {
             n.session.tcp_closed(now, Dir::Inbound);
         }
         self.drain(now, id);
-        let gone = self.rib.remove_neighbor(id);
-        self.recompute(gone);
+        self.rib.remove_neighbor(id);
+        self.process_changes();
     }
 
     /// The tunnel carrying this neighbor is up (again): connect now instead of waiting for
@@ -409,8 +480,8 @@ impl Speaker {
             }
             self.drain(now, id);
             if sweep {
-                let gone = self.rib.sweep_stale(id, None);
-                self.recompute(gone);
+                self.rib.sweep_stale(id, None);
+                self.process_changes();
             }
         }
     }
@@ -439,9 +510,9 @@ impl Speaker {
         self.events.pop_front()
     }
 
-    /// The current FIB view: prefix → ECMP next hops.
-    pub fn fib(&self) -> &BTreeMap<Prefix, Vec<(IpAddr, NeighborId)>> {
-        &self.fib
+    /// The current FIB view: prefix → ECMP next hops (computed from the Loc-RIB).
+    pub fn fib(&self) -> FibView<'_> {
+        FibView { rib: &self.rib }
     }
 
     /// The RIB (Adj-RIBs-In and Loc-RIB).
@@ -536,8 +607,8 @@ impl Speaker {
             1 => self.rib.mark_stale_afi(id, afi),
             // EoRR: what was not refreshed is gone.
             2 => {
-                let gone = self.rib.sweep_stale(id, Some(afi));
-                self.recompute(gone);
+                self.rib.sweep_stale(id, Some(afi));
+                self.process_changes();
             }
             _ => {}
         }
@@ -560,7 +631,6 @@ impl Speaker {
         n.max_warned = false;
         n.rejected = 0;
         n.flush_on_down = false;
-        let mut gone = Vec::new();
         if self.rib.has_stale(id) {
             // RFC 4724 §4.2: families the restarted peer no longer marks as "forwarding state
             // preserved" lose their stale routes now; the rest wait for End-of-RIB.
@@ -573,7 +643,7 @@ impl Speaker {
                 .collect();
             for afi in [Afi::Ipv4, Afi::Ipv6] {
                 if !kept.contains(&afi) {
-                    gone.extend(self.rib.sweep_stale(id, Some(afi)));
+                    self.rib.sweep_stale(id, Some(afi));
                 }
             }
             n.gr_deadline = Some(now + STALE_TIMER);
@@ -583,7 +653,7 @@ impl Speaker {
             neighbor: id,
             negotiated: neg,
         });
-        self.recompute(gone);
+        self.process_changes();
         let all = self.all_exportable();
         self.sync_out(id, all.into_iter());
         for afi in families {
@@ -613,7 +683,7 @@ impl Speaker {
             }
             _ => None,
         };
-        let gone = match gr {
+        match gr {
             Some(g) => {
                 let keep: Vec<Afi> = g
                     .families
@@ -622,23 +692,23 @@ impl Speaker {
                     .filter_map(|(a, _, _)| Afi::from_code(*a))
                     .collect();
                 n.gr_deadline = Some(now + Duration::from_secs(g.restart_time.into()));
-                self.rib.mark_stale(id, &keep)
+                self.rib.mark_stale(id, &keep);
             }
             None => {
                 n.gr_deadline = None;
-                self.rib.remove_neighbor(id)
+                self.rib.remove_neighbor(id);
             }
-        };
+        }
         self.events.push_back(SpeakerEvent::SessionDown {
             neighbor: id,
             reason,
         });
-        self.recompute(gone);
+        self.process_changes();
     }
 
     fn on_update(&mut self, now: Instant, id: NeighborId, u: UpdateRepr) {
         if let Some(afi) = u.is_end_of_rib() {
-            let gone = self.rib.sweep_stale(id, Some(afi));
+            self.rib.sweep_stale(id, Some(afi));
             if let Some(n) = self.neighbors.get_mut(&id) {
                 if !self.rib.has_stale(id) {
                     n.gr_deadline = None;
@@ -646,7 +716,7 @@ impl Speaker {
             }
             self.events
                 .push_back(SpeakerEvent::EndOfRib { neighbor: id, afi });
-            self.recompute(gone);
+            self.process_changes();
             return;
         }
         let Some(n) = self.neighbors.get_mut(&id) else {
@@ -656,11 +726,8 @@ impl Speaker {
             return;
         };
         let ebgp = n.cfg.remote_as != self.local_as;
-        let mut changed = Vec::new();
         for p in u.withdrawn_all() {
-            if self.rib.set(id, *p, None) {
-                changed.push(*p);
-            }
+            self.rib.set(id, *p, None);
         }
         let mut attrs = u.attrs.clone();
         // RFC 7606 §7.5: LOCAL_PREF from an external neighbor is ignored.
@@ -684,13 +751,17 @@ impl Speaker {
         });
         let v4_nh = attrs.next_hop.take().map(IpAddr::V4);
         let attrs = attrs;
+        let interner = &mut self.interner;
         let mut add = |prefixes: &[Prefix], nh: Option<IpAddr>, rejected: &mut u64| {
-            let route = nh.map(|next_hop| {
-                Arc::new(Route {
-                    attrs: attrs.clone(),
-                    next_hop,
-                })
-            });
+            // Skip the attribute copy when nothing of this UPDATE can be accepted.
+            let route = nh
+                .filter(|_| !looped && !prefixes.is_empty())
+                .map(|next_hop| {
+                    interner.intern(Route {
+                        attrs: attrs.clone(),
+                        next_hop,
+                    })
+                });
             for p in prefixes {
                 let ok = !looped
                     && neg.families.contains(&p.afi())
@@ -701,9 +772,7 @@ impl Speaker {
                     *rejected += 1;
                 }
                 let r = if ok { route.clone() } else { None };
-                if self.rib.set(id, *p, r) {
-                    changed.push(*p);
-                }
+                self.rib.set(id, *p, r);
             }
         };
         let mut rejected = 0;
@@ -714,9 +783,9 @@ impl Speaker {
         n.rejected += rejected;
         if self.check_max_prefix(now, id) {
             // Torn down: drop the neighbor's routes now, so the FIB sees only removals.
-            changed.extend(self.rib.remove_neighbor(id));
+            self.rib.remove_neighbor(id);
         }
-        self.recompute(changed);
+        self.process_changes();
     }
 
     /// Applies the maximum-prefix limit; true when the session was torn down.
@@ -766,33 +835,40 @@ impl Speaker {
         true
     }
 
-    /// Re-runs best path for changed prefixes, emits FIB events and re-exports.
-    fn recompute(&mut self, changed: Vec<Prefix>) {
-        let set: BTreeSet<Prefix> = changed.into_iter().collect();
-        let mut loc_changed = Vec::new();
-        for p in set {
-            if !self.rib.recompute(p) {
-                continue;
+    /// Takes the RIB's Loc-RIB changes, emits FIB events (one per prefix whose next-hop
+    /// set changed) and re-exports.
+    fn process_changes(&mut self) {
+        let mut ch = self.rib.take_changes();
+        if ch.is_empty() {
+            return;
+        }
+        // Group by prefix (stable: the first record of a prefix says whether it was
+        // selected before this batch).
+        ch.sort_by_key(|c| c.prefix);
+        let mut loc_changed = Vec::with_capacity(ch.len());
+        let mut i = 0;
+        while let Some(first) = ch.get(i).copied() {
+            let mut nh = false;
+            while let Some(c) = ch.get(i).filter(|c| c.prefix == first.prefix) {
+                nh |= c.next_hops_changed;
+                i += 1;
             }
+            let p = first.prefix;
             loc_changed.push(p);
-            let new = self.rib.selected(&p).map(|s| s.multipath.clone());
-            match new {
-                Some(nh) => {
-                    if self.fib.get(&p) != Some(&nh) {
-                        self.fib.insert(p, nh.clone());
-                        self.events.push_back(SpeakerEvent::FibChange {
-                            prefix: p,
-                            next_hops: nh,
-                        });
+            if nh {
+                match self.rib.next_hops(&p) {
+                    Some(next_hops) => self.events.push_back(SpeakerEvent::FibChange {
+                        prefix: p,
+                        next_hops,
+                    }),
+                    None if first.was_selected => {
+                        self.events.push_back(SpeakerEvent::FibRemove { prefix: p })
                     }
-                }
-                None => {
-                    if self.fib.remove(&p).is_some() {
-                        self.events.push_back(SpeakerEvent::FibRemove { prefix: p });
-                    }
+                    None => {}
                 }
             }
         }
+        drop(ch);
         if loc_changed.is_empty() {
             return;
         }
@@ -808,7 +884,7 @@ impl Speaker {
     }
 
     fn all_exportable(&self) -> BTreeSet<Prefix> {
-        let mut s: BTreeSet<Prefix> = self.rib.loc_rib().keys().copied().collect();
+        let mut s: BTreeSet<Prefix> = self.rib.loc_iter().map(|(p, _)| p).collect();
         for n in self.neighbors.values() {
             s.extend(n.announce.iter().copied());
         }
@@ -829,13 +905,13 @@ impl Speaker {
                 ..PathAttributes::default()
             }
         } else if n.cfg.policy.export_learned {
-            let sel = self.rib.selected(p)?;
-            let from = self.neighbors.get(&sel.best.0)?;
+            let (best_nb, best) = self.rib.loc(p)?.best();
+            let from = self.neighbors.get(&best_nb)?;
             let from_ebgp = from.cfg.remote_as != self.local_as;
-            if sel.best.0 == n.cfg.id || (!ebgp && !from_ebgp) {
+            if best_nb == n.cfg.id || (!ebgp && !from_ebgp) {
                 return None;
             }
-            sel.best.1.attrs.clone()
+            best.attrs.clone()
         } else {
             return None;
         };

@@ -685,10 +685,7 @@ fn graceful_restart_with_forwarding_state() {
     assert!(ev.contains(&SpeakerEvent::FibRemove {
         prefix: p("10.3.0.0/16")
     }));
-    assert_eq!(
-        s.fib().keys().copied().collect::<Vec<_>>(),
-        vec![p("10.2.0.0/16")]
-    );
+    assert_eq!(s.fib().keys().collect::<Vec<_>>(), vec![p("10.2.0.0/16")]);
     // Second drop, peer never returns: stale routes go when the restart timer fires.
     s.tcp_closed(now1, id, bgp::Dir::Outbound);
     assert_eq!(s.fib().len(), 1);
@@ -854,4 +851,45 @@ fn export_learned_routes_to_another_neighbor() {
     net.speakers[1].set_policy(7, Policy::default());
     net.drive();
     assert!(net.speakers[2].rib().selected(&p("10.2.0.0/16")).is_none());
+}
+
+#[test]
+fn full_table_fib_events_once_per_prefix_and_shared_attributes() {
+    let prefixes: Vec<String> = (0..4000u32)
+        .map(|i| format!("10.{}.{}.0/24", 64 + i / 256, i % 256))
+        .collect();
+    let refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    let mut net = pair(&refs, &[]);
+    let learned = net.take_events(1);
+    let changes = learned
+        .iter()
+        .filter(|e| matches!(e, SpeakerEvent::FibChange { next_hops, .. } if next_hops.len() == 1))
+        .count();
+    assert_eq!(changes, 4000);
+    assert!(!learned
+        .iter()
+        .any(|e| matches!(e, SpeakerEvent::FibRemove { .. })));
+    // Equal attributes from several UPDATEs share one allocation.
+    let mut ptrs: Vec<*const bgp::Route> = net.speakers[1]
+        .rib()
+        .loc_iter()
+        .map(|(_, e)| std::sync::Arc::as_ptr(e.best().1))
+        .collect();
+    ptrs.sort();
+    ptrs.dedup();
+    assert_eq!(ptrs.len(), 1);
+    assert_eq!(net.speakers[1].rib().count(7), 4000);
+    // The site withdraws everything: exactly one removal per prefix, nothing left.
+    let mut pol = net.speakers[0].neighbor_config(1).unwrap().policy.clone();
+    pol.announce.clear();
+    net.speakers[0].set_policy(1, pol);
+    net.drive();
+    let withdrawn = net.take_events(1);
+    let removes = withdrawn
+        .iter()
+        .filter(|e| matches!(e, SpeakerEvent::FibRemove { .. }))
+        .count();
+    assert_eq!(removes, 4000);
+    assert!(net.speakers[1].fib().is_empty());
+    assert_eq!(net.speakers[1].rib().count(7), 0);
 }

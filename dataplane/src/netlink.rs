@@ -53,6 +53,19 @@ pub struct Route {
     pub metric: Option<u32>,
     /// Preferred source address (`RTA_PREFSRC`), if any.
     pub prefsrc: Option<IpAddr>,
+    /// ECMP next hops (`RTA_MULTIPATH`). When not empty, `gateway` and `oif` are not sent.
+    pub nexthops: Vec<NextHop>,
+}
+
+/// One next hop of a multipath (ECMP) route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NextHop {
+    /// Gateway, `None` for a device next hop.
+    pub gateway: Option<IpAddr>,
+    /// Output interface index.
+    pub oif: u32,
+    /// Relative weight, 1..=256 (the kernel stores weight − 1).
+    pub weight: u16,
 }
 
 impl Route {
@@ -68,6 +81,43 @@ impl Route {
             protocol,
             metric: None,
             prefsrc: None,
+            nexthops: Vec::new(),
+        }
+    }
+
+    /// An ECMP route over several next hops (`ip route replace DST nexthop dev A nexthop
+    /// dev B ...`). With one next hop this is the plain route through it.
+    pub fn multipath(dst: IpNet, hops: Vec<NextHop>, protocol: u8, table: u32) -> Self {
+        match hops.as_slice() {
+            [one] => match one.gateway {
+                Some(gw) => Route::via(dst, gw, Some(one.oif), protocol, table),
+                None => Route::dev(dst, one.oif, protocol, table),
+            },
+            _ => Route {
+                dst: dst.trunc(),
+                gateway: None,
+                oif: None,
+                table,
+                protocol,
+                metric: None,
+                prefsrc: None,
+                nexthops: hops,
+            },
+        }
+    }
+
+    /// The key that deletes this destination's route of `protocol` in `table` whatever
+    /// its next hops (`ip route del DST proto P table T`).
+    pub fn delete_key(dst: IpNet, protocol: u8, table: u32) -> Self {
+        Route {
+            dst: dst.trunc(),
+            gateway: None,
+            oif: None,
+            table,
+            protocol,
+            metric: None,
+            prefsrc: None,
+            nexthops: Vec::new(),
         }
     }
 
@@ -81,6 +131,7 @@ impl Route {
             protocol,
             metric: None,
             prefsrc: None,
+            nexthops: Vec::new(),
         }
     }
 }
@@ -251,9 +302,14 @@ fn messages(mut b: &[u8]) -> impl Iterator<Item = (u16, u16, u32, &[u8])> {
 fn build_route(buf: &mut Vec<u8>, ty: u16, flags: u16, seq: u32, r: &Route) {
     let mut m = MsgBuilder::new(buf, ty, flags, seq);
     let dst = r.dst.trunc();
+    let dev_only = if r.nexthops.is_empty() {
+        r.gateway.is_none() && r.oif.is_some()
+    } else {
+        r.nexthops.iter().all(|h| h.gateway.is_none())
+    };
     let scope = if ty == libc::RTM_DELROUTE {
         libc::RT_SCOPE_NOWHERE // "any scope" for delete
-    } else if r.gateway.is_none() && r.oif.is_some() {
+    } else if dev_only {
         libc::RT_SCOPE_LINK
     } else {
         libc::RT_SCOPE_UNIVERSE
@@ -284,11 +340,38 @@ fn build_route(buf: &mut Vec<u8>, ty: u16, flags: u16, seq: u32, r: &Route) {
     ]);
     m.attr_ip(libc::RTA_DST, dst.addr());
     m.attr_u32(RTA_TABLE, r.table);
-    if let Some(gw) = r.gateway {
-        m.attr_ip(libc::RTA_GATEWAY, gw);
-    }
-    if let Some(oif) = r.oif {
-        m.attr_u32(libc::RTA_OIF, oif);
+    if r.nexthops.is_empty() {
+        if let Some(gw) = r.gateway {
+            m.attr_ip(libc::RTA_GATEWAY, gw);
+        }
+        if let Some(oif) = r.oif {
+            m.attr_u32(libc::RTA_OIF, oif);
+        }
+    } else {
+        // RTA_MULTIPATH: a list of struct rtnexthop { len u16, flags u8, hops u8,
+        // ifindex i32 } each followed by its own attributes (RTA_GATEWAY).
+        let mut mp = Vec::with_capacity(r.nexthops.len() * 16);
+        for h in &r.nexthops {
+            let gw_len = match h.gateway {
+                Some(IpAddr::V4(_)) => 8,
+                Some(IpAddr::V6(_)) => 20,
+                None => 0,
+            };
+            mp.extend_from_slice(&((8 + gw_len) as u16).to_ne_bytes());
+            mp.push(0);
+            mp.push(h.weight.clamp(1, 256).saturating_sub(1) as u8);
+            mp.extend_from_slice(&(h.oif as i32).to_ne_bytes());
+            if let Some(gw) = h.gateway {
+                let b: Vec<u8> = match gw {
+                    IpAddr::V4(a) => a.octets().to_vec(),
+                    IpAddr::V6(a) => a.octets().to_vec(),
+                };
+                mp.extend_from_slice(&((4 + b.len()) as u16).to_ne_bytes());
+                mp.extend_from_slice(&libc::RTA_GATEWAY.to_ne_bytes());
+                mp.extend_from_slice(&b);
+            }
+        }
+        m.attr(libc::RTA_MULTIPATH, &mp);
     }
     if let Some(metric) = r.metric {
         m.attr_u32(libc::RTA_PRIORITY, metric);
@@ -309,8 +392,10 @@ fn parse_route(p: &[u8]) -> Option<Route> {
     let mut oif = None;
     let mut metric = None;
     let mut prefsrc = None;
+    let mut nexthops = Vec::new();
     for (ty, data) in attrs(&p[RTMSG_LEN..]) {
         match ty {
+            libc::RTA_MULTIPATH => nexthops = parse_multipath(fam, data),
             libc::RTA_DST => dst = parse_ip(fam, data),
             libc::RTA_GATEWAY => gateway = parse_ip(fam, data),
             libc::RTA_OIF => oif = read_u32(data, 0),
@@ -334,7 +419,29 @@ fn parse_route(p: &[u8]) -> Option<Route> {
         protocol,
         metric,
         prefsrc,
+        nexthops,
     })
+}
+
+/// Parses the `struct rtnexthop` list of an `RTA_MULTIPATH` attribute.
+fn parse_multipath(fam: u8, mut b: &[u8]) -> Vec<NextHop> {
+    let mut out = Vec::new();
+    while let (Some(len), Some(&hops), Some(oif)) = (read_u16(b, 0), b.get(3), read_u32(b, 4)) {
+        let len = usize::from(len);
+        if len < 8 || len > b.len() {
+            break;
+        }
+        let gateway = attrs(&b[8..len])
+            .find(|(ty, _)| *ty == libc::RTA_GATEWAY)
+            .and_then(|(_, d)| parse_ip(fam, d));
+        out.push(NextHop {
+            gateway,
+            oif,
+            weight: u16::from(hops) + 1,
+        });
+        b = b.get(align4(len)..).unwrap_or(&[]);
+    }
+    out
 }
 
 fn errno_error(code: i32) -> io::Error {
@@ -827,6 +934,7 @@ impl Netlink {
             protocol,
             metric: None,
             prefsrc: None,
+            nexthops: Vec::new(),
         };
         if route.gateway.is_none() && route.oif.is_none() {
             return Err(io::Error::other(
@@ -865,6 +973,7 @@ mod tests {
             protocol: DEFAULT_PROTOCOL,
             metric: Some(50),
             prefsrc: Some("192.0.2.9".parse().unwrap()),
+            nexthops: Vec::new(),
         };
         let mut buf = Vec::new();
         build_route(&mut buf, libc::RTM_NEWROUTE, 0, 5, &r);
@@ -873,6 +982,36 @@ mod tests {
         assert_eq!(msgs[0].0, libc::RTM_NEWROUTE);
         assert_eq!(msgs[0].2, 5);
         assert_eq!(parse_route(msgs[0].3), Some(r));
+    }
+
+    #[test]
+    fn multipath_route_roundtrips_through_parser() {
+        let hops = vec![
+            NextHop {
+                gateway: None,
+                oif: 7,
+                weight: 1,
+            },
+            NextHop {
+                gateway: Some("192.0.2.1".parse().unwrap()),
+                oif: 9,
+                weight: 3,
+            },
+        ];
+        let r = Route::multipath(
+            "10.9.0.0/16".parse().unwrap(),
+            hops.clone(),
+            249,
+            TABLE_MAIN,
+        );
+        assert_eq!(r.nexthops, hops);
+        let mut buf = Vec::new();
+        build_route(&mut buf, libc::RTM_NEWROUTE, 0, 3, &r);
+        let (_, _, _, p) = messages(&buf).next().unwrap();
+        assert_eq!(parse_route(p), Some(r));
+        // One next hop is the plain route.
+        let one = Route::multipath("10.9.0.0/16".parse().unwrap(), hops[..1].to_vec(), 249, 254);
+        assert_eq!(one, Route::dev("10.9.0.0/16".parse().unwrap(), 7, 249, 254));
     }
 
     #[test]
@@ -901,6 +1040,103 @@ mod tests {
             tunnel_prefixes("10.2.3.4/16".parse().unwrap()),
             vec!["10.2.0.0/16".parse::<IpNet>().unwrap()]
         );
+    }
+
+    /// Runs `f` in a thread moved into a fresh, unnamed network namespace (gone when the
+    /// thread ends). `None` (with a message) when not root.
+    fn in_private_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root (network namespace)");
+            return None;
+        }
+        std::thread::spawn(move || {
+            // SAFETY: moves only this thread into a new network namespace.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "unshare: {}", io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .map_or_else(|e| std::panic::resume_unwind(e), Some)
+    }
+
+    fn sh(args: &[&str]) -> String {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
+        assert!(out.status.success(), "ip {args:?}: {:?}", out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn kernel_takes_ecmp_batches_and_reports_failures_per_route() {
+        in_private_netns(|| {
+            // Children of this thread share its network namespace.
+            sh(&[
+                "link", "add", "cwa0", "type", "veth", "peer", "name", "cwa1",
+            ]);
+            sh(&["link", "set", "cwa0", "up"]);
+            sh(&["link", "set", "cwa1", "up"]);
+            let (a, b) = (link_index("cwa0").unwrap(), link_index("cwa1").unwrap());
+            let mut nl = Netlink::new().unwrap();
+            let hop = |oif| NextHop {
+                gateway: None,
+                oif,
+                weight: 1,
+            };
+            let ecmp = Route::multipath(
+                "10.9.0.0/16".parse().unwrap(),
+                vec![hop(a), hop(b)],
+                249,
+                TABLE_MAIN,
+            );
+            let mut ops = vec![RouteOp::Replace(ecmp.clone())];
+            for i in 0..3000u32 {
+                let dst = IpNet::new(IpAddr::V4(Ipv4Addr::from(0x1000_0000 + (i << 8))), 24);
+                ops.push(RouteOp::Replace(Route::dev(
+                    dst.unwrap(),
+                    a,
+                    249,
+                    TABLE_MAIN,
+                )));
+            }
+            // One bad route in the middle (no such device): only it fails.
+            ops.insert(
+                1500,
+                RouteOp::Replace(Route::dev(
+                    "10.8.0.0/16".parse().unwrap(),
+                    999_999,
+                    249,
+                    254,
+                )),
+            );
+            let failures = nl.apply_routes(&ops).unwrap();
+            assert_eq!(failures.len(), 1, "{failures:?}");
+            assert_eq!(failures[0].0, 1500);
+            let mine = nl.list_routes(Some(249)).unwrap();
+            assert_eq!(mine.len(), 3001);
+            let got = mine.iter().find(|r| r.dst == ecmp.dst).unwrap();
+            let oifs: Vec<u32> = got.nexthops.iter().map(|h| h.oif).collect();
+            assert_eq!(oifs, vec![a, b], "{got:?}");
+            let shown = sh(&["route", "show", "10.9.0.0/16"]);
+            assert!(shown.contains("nexthop dev cwa0") && shown.contains("nexthop dev cwa1"));
+            // Replace the ECMP route by a single path atomically, then delete by key; a
+            // delete of a missing route is ESRCH for that route only.
+            let one = Route::dev(ecmp.dst, b, 249, TABLE_MAIN);
+            let del = RouteOp::Delete(Route::delete_key(ecmp.dst, 249, TABLE_MAIN));
+            let f = nl
+                .apply_routes(&[RouteOp::Replace(one), del.clone(), del])
+                .unwrap();
+            assert_eq!(f.len(), 1);
+            assert_eq!((f[0].0, f[0].1.raw_os_error()), (2, Some(libc::ESRCH)));
+            // A delete key of another protocol leaves our routes alone.
+            let other = Route::delete_key("16.0.0.0/24".parse().unwrap(), 250, TABLE_MAIN);
+            let f = nl.apply_routes(&[RouteOp::Delete(other)]).unwrap();
+            assert_eq!(f.len(), 1);
+            assert_eq!(nl.flush_routes(249).unwrap(), 3000);
+            assert!(nl.list_routes(Some(249)).unwrap().is_empty());
+        });
     }
 
     #[test]

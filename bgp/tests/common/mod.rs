@@ -148,9 +148,6 @@ impl Net {
     }
 
     pub fn fib_next_hops(&self, i: usize, prefix: &str) -> Option<Vec<(IpAddr, NeighborId)>> {
-        self.speakers[i]
-            .fib()
-            .get(&prefix.parse().unwrap())
-            .cloned()
+        self.speakers[i].fib().get(&prefix.parse().unwrap())
     }
 }
