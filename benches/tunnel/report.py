@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Summarises the raw results of run.sh: medians, ratios, CPU; prints a table, writes JSON.
 
-usage: report.py RAW.tsv OUT.json DURATION REPS CLK_TCK
+usage: report.py RAW.tsv OUT.json DURATION REPS CLK_TCK [THREADS.tsv]
 RAW.tsv lines: config, test, rep, value (bit/s, packets/s, or "failed: ..."), gateway CPU
 ticks during the test, wall seconds of the test.
+THREADS.tsv lines: config, test, rep, "<gateway>/<thread name>", CPU ticks, wall seconds.
 """
 import json
 import statistics
@@ -11,6 +12,7 @@ import sys
 import time
 
 raw, out, duration, reps, clk = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+threads_tsv = sys.argv[6] if len(sys.argv) > 6 else None
 UNITS = {"tcp1": ("Gbit/s", 1e9), "tcp4": ("Gbit/s", 1e9), "udp64": ("kpps", 1e3)}
 NAMES = {
     "plain": "plain routed (no tunnel)",
@@ -18,6 +20,10 @@ NAMES = {
     "cw-cw": "Causeway <-> Causeway",
     "cw-swan": "Causeway <-> strongSwan",
     "cw-cw-base": "Causeway<->Causeway, no offl.",
+    "cw-cw-1w": "Causeway<->Causeway, 1 worker",
+    "cw-cw-nw": "Causeway<->Causeway, N workers",
+    "cw-swan-1w": "Causeway<->strongSwan, 1 wkr",
+    "cw-swan-nw": "Causeway<->strongSwan, N wkrs",
 }
 
 rows = {}  # (config, test) -> {"values": [...], "cpu": [...], "failures": [...]}
@@ -106,6 +112,34 @@ print(f"== tunnel throughput, median of {reps} x {duration}s (tcp1/tcp4: iperf3 
       "udp64: 64-byte UDP, packets/s received)")
 print("\n".join(lines))
 print("gw CPU: both gateway daemons, cores (utime+stime / wall); CPU/unit: cores per Gbit/s or per kpps")
+
+# Per-thread CPU (median over repetitions, cores) of the Causeway configurations: shows
+# which worker threads carry the load (e.g. inbound decryption on one RX thread).
+threads = {}
+if threads_tsv:
+    try:
+        for line in open(threads_tsv):
+            p = line.rstrip("\n").split("\t")
+            if len(p) < 6:
+                continue
+            cfg, test, _rep, name, ticks, wall = p[:6]
+            if float(wall) > 0:
+                threads.setdefault((cfg, test, name), []).append(int(ticks) / clk / float(wall))
+    except OSError:
+        pass
+if threads:
+    result["threads"] = []
+    print()
+    print("== per-thread CPU, cores (median; threads over 0.02 cores; ga = sender side, gb = receiver side)")
+    by_ct = {}
+    for (cfg, test, name), v in threads.items():
+        m = statistics.median(v + [0.0] * (reps - len(v))) if len(v) < reps else statistics.median(v)
+        result["threads"].append({"config": cfg, "test": test, "thread": name, "cores_median": m})
+        if m >= 0.02 and cfg.startswith("cw-"):
+            by_ct.setdefault((cfg, test), []).append((name, m))
+    for (cfg, test), v in sorted(by_ct.items()):
+        v.sort()
+        print(f"{cfg:10} {test:6} " + "  ".join(f"{n}={m:.2f}" for n, m in v))
 with open(out, "w") as fh:
     json.dump(result, fh, indent=2)
 print(f"JSON: {out}")

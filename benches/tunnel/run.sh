@@ -10,7 +10,10 @@
 #                     then rep 2, ...)
 #   DURATION=5        seconds per iperf3 test
 #   CONFIGS="plain swan-swan cw-cw cw-swan"   which configurations, in this order; also
-#                     cw-cw-base: Causeway <-> Causeway with the dataplane offloads off
+#                     cw-cw-base: Causeway <-> Causeway with the dataplane offloads off,
+#                     cw-cw-1w / cw-cw-nw: Causeway <-> Causeway with 1 worker / one
+#                     worker per core (CAUSEWAY_DP_WORKERS=1 / 0), cw-swan-1w /
+#                     cw-swan-nw: the same for Causeway <-> strongSwan
 #   TESTS="tcp1 tcp4 udp64"                   which tests
 #   UDP_RATE=0        iperf3 -b for the 64-byte UDP test (0 = as fast as possible)
 #   CAUSEWAY_BIN=...  the daemon (default: $CARGO_TARGET_DIR or ./target, release/causeway;
@@ -47,6 +50,9 @@ RAW="$WORK/raw.tsv"
 : >"$RAW"
 PIDS=()          # every daemon started (killed in the trap)
 GW_PIDS=()       # gateway daemons of the current configuration (CPU accounting)
+GW_NAMES=()      # their gateway (ga/gb), same order
+THREADS="$WORK/threads.tsv"   # per-thread CPU of the gateways, per test
+: >"$THREADS"
 IPERF_PID=""
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -192,6 +198,7 @@ start_swan() {
     local pid=$!
     PIDS+=("$pid")
     GW_PIDS+=("$pid")
+    GW_NAMES+=("${ns##*-}")
     for i in $(seq 150); do
         [ -S "$d/charon.vici" ] && break
         sleep 0.1
@@ -252,6 +259,7 @@ start_cw() {
     local pid=$!
     PIDS+=("$pid")
     GW_PIDS+=("$pid")
+    GW_NAMES+=("${ns##*-}")
     sleep 0.3
     if ! kill -0 "$pid" 2>/dev/null; then
         echo "causeway run exited: $(tail -n1 "$cfg.log")" >&2
@@ -315,12 +323,51 @@ setup_cw_cw_base() {
     return $rc
 }
 
+# Causeway <-> Causeway with one dataplane worker (one TUN queue, one socket) and with one
+# worker per core (multi-queue TUN, SO_REUSEPORT sockets), for A/B in the same run.
+setup_cw_cw_1w() {
+    local rc
+    CW_ENV="CAUSEWAY_DP_WORKERS=1"
+    setup_cw_cw
+    rc=$?
+    CW_ENV=""
+    return $rc
+}
+setup_cw_cw_nw() {
+    local rc
+    CW_ENV="CAUSEWAY_DP_WORKERS=0"
+    setup_cw_cw
+    rc=$?
+    CW_ENV=""
+    return $rc
+}
+
+# Causeway with one worker / one worker per core <-> strongSwan (whose replay window is
+# 32 packets by default: the multi-worker TX must keep sequence numbers in order).
+setup_cw_swan_1w() {
+    local rc
+    CW_ENV="CAUSEWAY_DP_WORKERS=1"
+    setup_cw_swan
+    rc=$?
+    CW_ENV=""
+    return $rc
+}
+setup_cw_swan_nw() {
+    local rc
+    CW_ENV="CAUSEWAY_DP_WORKERS=0"
+    setup_cw_swan
+    rc=$?
+    CW_ENV=""
+    return $rc
+}
+
 teardown_daemons() {
     local p keep=()
     for p in "${GW_PIDS[@]}"; do stop_pid "$p"; done
     for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && keep+=("$p"); done
     PIDS=("${keep[@]}")
     GW_PIDS=()
+    GW_NAMES=()
     # Leftover routes/rules of a daemon that died hard.
     ip -n "$GA" route flush table 220 2>/dev/null
     ip -n "$GB" route flush table 220 2>/dev/null
@@ -339,6 +386,20 @@ cpu_ticks() { # sum of utime+stime of GW_PIDS
     echo "$sum"
 }
 
+thread_ticks() { # "<gateway>/<thread name>\t<utime+stime>" for every thread of GW_PIDS
+    local i p t f comm
+    for i in "${!GW_PIDS[@]}"; do
+        p=${GW_PIDS[$i]}
+        for t in /proc/"$p"/task/*; do
+            f=$(cat "$t/stat" 2>/dev/null) || continue
+            comm=${f#*(}
+            comm=${comm%%)*}
+            set -- ${f##*) }
+            printf '%s/%s\t%s\n' "${GW_NAMES[$i]:-gw$i}" "${comm// /_}" "$((${12} + ${13}))"
+        done
+    done
+}
+
 # run_test <config> <test> <rep>: one iperf3 run, appends a line to $RAW.
 run_test() {
     local cfg=$1 test=$2 rep=$3 args json t0 t1 c0 c1 value
@@ -348,10 +409,18 @@ run_test() {
     udp64) args=(-t "$DURATION" -u -l 64 -b "$UDP_RATE") ;;
     esac
     json="$WORK/$cfg-$test-$rep.json"
+    thread_ticks >"$WORK/threads0"
     c0=$(cpu_ticks); t0=$(date +%s.%N)
     nsx "$HA" timeout $((DURATION + 20)) iperf3 -c 10.2.0.2 -B 10.1.0.2 -J "${args[@]}" \
         >"$json" 2>&1
     t1=$(date +%s.%N); c1=$(cpu_ticks)
+    thread_ticks >"$WORK/threads1"
+    # Per thread name (threads of one name summed): ticks during the test.
+    awk -F'\t' -v cfg="$cfg" -v test="$test" -v rep="$rep" -v wall="$(python3 -c "print($t1-$t0)")" '
+        NR == FNR { a[$1] += $2; next }
+        { b[$1] += $2 }
+        END { for (k in b) { d = b[k] - a[k]; if (d > 0) printf "%s\t%s\t%s\t%s\t%d\t%s\n", cfg, test, rep, k, d, wall } }
+    ' "$WORK/threads0" "$WORK/threads1" >>"$THREADS"
     value=$(python3 - "$json" "$test" <<'EOF'
 import json, sys
 try:
@@ -414,4 +483,4 @@ for rep in $(seq "$REPS"); do
 done
 
 mkdir -p "$(dirname "$OUT")"
-python3 "$HERE/report.py" "$RAW" "$OUT" "$DURATION" "$REPS" "$(getconf CLK_TCK)"
+python3 "$HERE/report.py" "$RAW" "$OUT" "$DURATION" "$REPS" "$(getconf CLK_TCK)" "$THREADS"

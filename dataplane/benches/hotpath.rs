@@ -209,7 +209,7 @@ fn benches(c: &mut Criterion) {
                  segs: &mut Vec<Vec<u8>>,
                  sizes: &mut Vec<usize>,
                  co: &mut dataplane::gro::Coalescer| {
-        let mut per = [0usize; 4];
+        let mut per = [0usize; 5];
         let mut t = ALLOCS.load(Ordering::Relaxed);
         let mut lap = |i: usize| {
             let now = ALLOCS.load(Ordering::Relaxed);
@@ -224,6 +224,15 @@ fn benches(c: &mut Criterion) {
         lap(1);
         let n = split(&sp, hdr, work, segs, sizes);
         lap(2);
+        // Per-packet checks of the workers: TUN queue pick by flow, oversize rule.
+        let mut h = 0u32;
+        for (s, n) in segs.iter().zip(&sizes[..n]) {
+            let pkt = &s[HEADROOM..HEADROOM + n];
+            h ^= dataplane::packet::flow_hash(pkt);
+            h ^= u32::from(dataplane::packet::needs_too_big(pkt));
+        }
+        black_box(h);
+        lap(4);
         let total = coalesce_own(co, segs, &sizes[..n]);
         assert_eq!(total, VNET + sp.len(), "one frame");
         lap(3);
@@ -238,7 +247,7 @@ fn benches(c: &mut Criterion) {
         &mut co,
     );
     let before = ALLOCS.load(Ordering::Relaxed);
-    let mut per = [0usize; 4];
+    let mut per = [0usize; 5];
     for _ in 0..10 {
         let p = round(
             &mut s,
@@ -255,8 +264,8 @@ fn benches(c: &mut Criterion) {
     let allocs = ALLOCS.load(Ordering::Relaxed) - before;
     println!(
         "allocations in 10 rounds of seal+open {N} packets, split + coalesce 48 segments: \
-         {allocs} (seal {}, open {}, split {}, coalesce {})",
-        per[0], per[1], per[2], per[3]
+         {allocs} (seal {}, open {}, split {}, flow hash {}, coalesce {})",
+        per[0], per[1], per[2], per[4], per[3]
     );
     assert_eq!(allocs, 0, "the hot path allocates");
 }

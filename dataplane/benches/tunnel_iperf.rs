@@ -19,26 +19,39 @@ use dataplane::sa::Encap;
 use dataplane::worker::DataplaneOptions;
 
 const VARIANTS: &[(&str, DataplaneOptions)] = &[
-    ("baseline", opts(false, false, false, false)),
-    ("gso", opts(false, true, false, false)),
-    ("gso+gro", opts(false, true, true, false)),
-    ("tun-offload", opts(true, false, false, false)),
-    ("offload+gso", opts(true, true, false, false)),
-    ("all/tun-rs-gro", opts(true, true, true, true)),
-    ("all", opts(true, true, true, false)),
+    ("baseline", opts(false, false, false, false, 1)),
+    ("gso", opts(false, true, false, false, 1)),
+    ("gso+gro", opts(false, true, true, false, 1)),
+    ("tun-offload", opts(true, false, false, false, 1)),
+    ("offload+gso", opts(true, true, false, false, 1)),
+    ("all/tun-rs-gro", opts(true, true, true, true, 1)),
+    ("all", opts(true, true, true, false, 1)),
+    ("all/N-workers", opts(true, true, true, false, 0)),
+    (
+        "all/N-unordered",
+        unordered(opts(true, true, true, false, 0)),
+    ),
 ];
+
+const fn unordered(mut o: DataplaneOptions) -> DataplaneOptions {
+    o.ordered_tx = false;
+    o
+}
 
 const fn opts(
     tun_offload: bool,
     udp_gso: bool,
     udp_gro: bool,
     tun_rs_gro: bool,
+    workers: usize,
 ) -> DataplaneOptions {
     DataplaneOptions {
         tun_offload,
         udp_gso,
         udp_gro,
         tun_rs_gro,
+        workers,
+        ordered_tx: true,
     }
 }
 

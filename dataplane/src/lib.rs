@@ -20,6 +20,13 @@
 //! size) and opened packets of one flow are coalesced ([`gro`]: one copy, no allocation)
 //! into super-packets before one TUN write. `CAUSEWAY_DP_TUN_OFFLOAD=0`, `CAUSEWAY_DP_UDP_GSO=0`, `CAUSEWAY_DP_UDP_GRO=0`
 //! turn the switches off for A/B runs (`benches/tunnel/run.sh`, config `cw-cw-base`).
+//!
+//! Cores ([`DataplaneOptions::workers`], `CAUSEWAY_DP_WORKERS`: default 1, 0 = one per core):
+//! each tunnel's TUN has one queue per worker (`IFF_MULTI_QUEUE`) read by its own TX
+//! thread, each endpoint one `SO_REUSEPORT` socket per worker read by its own RX thread;
+//! flows stay on one worker (see [`worker`]). An inner packet longer than the tunnel MTU
+//! with DF set (or any IPv6 one) is answered with ICMP "fragmentation needed" / "packet
+//! too big" written back into the TUN (counted in `icmp_too_big` and as a `too_big` drop).
 //! * [`netlink`]: synchronous rtnetlink: routes (batched, by protocol id), addresses,
 //!   link state, route lookups, underlay protection for forced tunneling.
 //! * [`netns`]: network namespace helpers for tests and `causeway lab`.

@@ -48,6 +48,69 @@ pub fn ip_info(pkt: &[u8]) -> Option<IpInfo> {
     }
 }
 
+/// A hash of a packet's flow that is the same for both directions (addresses and, for
+/// TCP/UDP/SCTP/UDP-Lite, ports, each pair ordered; unfragmented IPv4 and IPv6 without
+/// extension headers). Used to pick the TUN queue an opened packet is written to: the
+/// kernel then reads the flow's outbound packets from that queue too, so each flow stays
+/// on one worker. Anything unparsable hashes to 0.
+pub fn flow_hash(pkt: &[u8]) -> u32 {
+    let (a, b, proto, l4): (u128, u128, u8, Option<&[u8]>) = match pkt.first().map(|v| v >> 4) {
+        Some(4) if pkt.len() >= 20 => {
+            let ihl = usize::from(pkt[0] & 0x0f) * 4;
+            let frag = u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff != 0;
+            let a = u32::from_be_bytes([pkt[12], pkt[13], pkt[14], pkt[15]]);
+            let b = u32::from_be_bytes([pkt[16], pkt[17], pkt[18], pkt[19]]);
+            let l4 = if frag { None } else { pkt.get(ihl..) };
+            (u128::from(a), u128::from(b), pkt[9], l4)
+        }
+        Some(6) if pkt.len() >= 40 => {
+            let mut a = [0u8; 16];
+            let mut b = [0u8; 16];
+            a.copy_from_slice(&pkt[8..24]);
+            b.copy_from_slice(&pkt[24..40]);
+            (
+                u128::from_be_bytes(a),
+                u128::from_be_bytes(b),
+                pkt[6],
+                pkt.get(40..),
+            )
+        }
+        _ => return 0,
+    };
+    let ports = match (proto, l4) {
+        (6 | 17 | 132 | 136, Some(l4)) if l4.len() >= 4 => {
+            let p = u16::from_be_bytes([l4[0], l4[1]]);
+            let q = u16::from_be_bytes([l4[2], l4[3]]);
+            (u64::from(p.min(q)) << 16) | u64::from(p.max(q))
+        }
+        _ => 0,
+    };
+    let fold = |x: u128| (x as u64) ^ ((x >> 64) as u64);
+    let mut h = fold(a.min(b));
+    h = mix(h ^ fold(a.max(b)).rotate_left(17));
+    h = mix(h ^ (ports << 8) ^ u64::from(proto));
+    (h ^ (h >> 32)) as u32
+}
+
+/// A 64-bit finaliser (splitmix64's).
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Whether a packet longer than the tunnel MTU must be refused with an ICMP error
+/// ([`icmp_too_big`]) instead of being sent: IPv4 with DF set, and every IPv6 packet
+/// (routers never fragment IPv6). IPv4 without DF may go out (the outer packet is then
+/// fragmented).
+pub fn needs_too_big(pkt: &[u8]) -> bool {
+    match pkt.first().map(|v| v >> 4) {
+        Some(4) => pkt.get(6).is_some_and(|f| f & 0x40 != 0),
+        Some(6) => true,
+        _ => false,
+    }
+}
+
 /// True for packets that must never leave the link they were sent on, so never enter a
 /// tunnel: IPv6 link-local source (fe80::/10) or link-scope multicast destination
 /// (ff02::/16), IPv4 link-local (169.254/16) or 224.0.0.0/24 destination. The kernel
@@ -443,6 +506,54 @@ mod tests {
         assert!(!is_link_scoped(&global6));
         assert_eq!(update_checksum(0x1234, 5, 5), 0x1234);
     }
+
+    #[test]
+    fn flow_hash_is_symmetric_and_tells_flows_apart() {
+        let p = syn_v4(0, 1460);
+        // The reverse direction: addresses and ports swapped.
+        let mut r = p.clone();
+        r[12..16].copy_from_slice(&p[16..20]);
+        r[16..20].copy_from_slice(&p[12..16]);
+        r[20..22].copy_from_slice(&p[22..24]);
+        r[22..24].copy_from_slice(&p[20..22]);
+        assert_eq!(flow_hash(&p), flow_hash(&r));
+        let mut other = p.clone();
+        other[20..22].copy_from_slice(&40001u16.to_be_bytes());
+        assert_ne!(flow_hash(&p), flow_hash(&other));
+        // Fragments hash on addresses only (the ports are not in every fragment).
+        let mut frag = p.clone();
+        frag[6] = 0x20; // MF
+        let mut frag2 = other.clone();
+        frag2[6] = 0x20;
+        assert_eq!(flow_hash(&frag), flow_hash(&frag2));
+        // Many flows spread over two queues.
+        let mut per_queue = [0u32; 2];
+        for port in 0..1000u16 {
+            let mut q = p.clone();
+            q[20..22].copy_from_slice(&(30000 + port).to_be_bytes());
+            per_queue[(flow_hash(&q) % 2) as usize] += 1;
+        }
+        assert!(per_queue.iter().all(|&n| n > 400), "{per_queue:?}");
+        let mut v6 = vec![0u8; 48];
+        v6[0] = 0x60;
+        v6[6] = 17;
+        v6[8..24].copy_from_slice(&"fd00::1".parse::<Ipv6Addr>().unwrap().octets());
+        v6[24..40].copy_from_slice(&"fd00::2".parse::<Ipv6Addr>().unwrap().octets());
+        v6[40..44].copy_from_slice(&[0x10, 0, 0x20, 0]);
+        let mut v6r = v6.clone();
+        v6r[8..24].copy_from_slice(&v6[24..40]);
+        v6r[24..40].copy_from_slice(&v6[8..24]);
+        v6r[40..44].copy_from_slice(&[0x20, 0, 0x10, 0]);
+        assert_eq!(flow_hash(&v6), flow_hash(&v6r));
+        assert_eq!(flow_hash(&[]), 0);
+        assert_eq!(flow_hash(&[0x45, 0, 0]), 0);
+        assert!(needs_too_big(&p));
+        let mut no_df = p.clone();
+        no_df[6] = 0;
+        assert!(!needs_too_big(&no_df));
+        assert!(needs_too_big(&v6));
+        assert!(!needs_too_big(&[]));
+    }
 }
 
 #[cfg(test)]
@@ -480,6 +591,8 @@ mod proptests {
                 }
             }
             let _ = ip_info(&p);
+            let _ = flow_hash(&p);
+            let _ = needs_too_big(&p);
         }
     }
 }

@@ -1,4 +1,7 @@
-//! TUN devices: one per tunnel, layer 3, no packet-information header, one queue.
+//! TUN devices: one per tunnel, layer 3, no packet-information header, one or more queues
+//! ([`Tun::create_queues`]: `IFF_MULTI_QUEUE`, one file descriptor per queue; the kernel
+//! picks the queue a packet is read from by its flow, and remembers for each flow the
+//! queue its packets were last written to, so a flow stays on one worker).
 //!
 //! [`Tun::create_offload`] opens the device with `IFF_VNET_HDR` and TSO/USO offloads: the
 //! kernel then hands over TCP/UDP super-packets of up to 64 KiB, which
@@ -44,6 +47,9 @@ pub const VNET_HDR_LEN: usize = tun_rs::VIRTIO_NET_HDR_LEN;
 /// small MSS); give it at least this many buffers.
 pub const MAX_SEGMENTS: usize = tun_rs::IDEAL_BATCH_SIZE;
 
+/// Most queues of one TUN device (the kernel's limit is 256).
+pub const MAX_QUEUES: usize = 64;
+
 /// Coalescing state for [`Tun::send_multiple`] (reuse one per thread: no allocation once
 /// warmed up).
 pub struct GroTable(tun_rs::GROTable);
@@ -76,27 +82,61 @@ impl Tun {
     }
 
     fn create_inner(cfg: &TunConfig, offload: bool) -> io::Result<Tun> {
+        let mut v = Self::create_queues(cfg, offload, 1)?;
+        v.pop()
+            .ok_or_else(|| io::Error::other("TUN device without a queue"))
+    }
+
+    /// Creates the device like [`Tun::create`] / [`Tun::create_offload`] (`offload`) with
+    /// `queues` queues (`IFF_MULTI_QUEUE` when more than one): one [`Tun`] per queue, all
+    /// the same device (it goes away when the last one is dropped). Each queue is read by
+    /// one worker; the kernel hands a flow's packets to one queue. Falls back to fewer
+    /// queues (at least one) when the kernel refuses more.
+    pub fn create_queues(cfg: &TunConfig, offload: bool, queues: usize) -> io::Result<Vec<Tun>> {
         if cfg.name.is_empty() || cfg.name.len() > 15 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("bad interface name {:?} (1-15 bytes)", cfg.name),
             ));
         }
-        let build = |offload: bool| {
+        let queues = queues.clamp(1, MAX_QUEUES);
+        let multi = queues > 1;
+        let build = |offload: bool, multi: bool| {
             tun_rs::DeviceBuilder::new()
                 .name(cfg.name.clone())
                 .packet_information(false)
                 .offload(offload)
+                .multi_queue(multi)
                 .build_sync()
         };
-        let dev = match build(offload) {
-            Ok(d) => d,
+        let build_any = |multi: bool| match build(offload, multi) {
+            Ok(d) => Ok(d),
             Err(e) if offload => {
                 tracing::debug!("TUN offloads unavailable ({e}); plain device");
-                build(false)?
+                build(false, multi)
+            }
+            Err(e) => Err(e),
+        };
+        let (dev, multi) = match build_any(multi) {
+            Ok(d) => (d, multi),
+            Err(e) if multi => {
+                tracing::debug!("multi-queue TUN unavailable ({e}); one queue");
+                (build_any(false)?, false)
             }
             Err(e) => return Err(e),
         };
+        let mut more = Vec::new();
+        if multi {
+            for _ in 1..queues {
+                match dev.try_clone() {
+                    Ok(q) => more.push(q),
+                    Err(e) => {
+                        tracing::debug!("TUN queue {} refused ({e})", more.len() + 1);
+                        break;
+                    }
+                }
+            }
+        }
         let offload = dev.tcp_gso();
         let uso = offload && dev.udp_gso();
         let ifindex = link_index(&cfg.name)?;
@@ -110,13 +150,17 @@ impl Tun {
             nl.add_address(ifindex, *a)?;
         }
         nl.set_link(ifindex, true, None)?;
-        Ok(Tun {
-            dev,
-            name: cfg.name.clone(),
-            ifindex,
-            offload,
-            uso,
-        })
+        let mut v = Vec::with_capacity(1 + more.len());
+        for dev in std::iter::once(dev).chain(more) {
+            v.push(Tun {
+                dev,
+                name: cfg.name.clone(),
+                ifindex,
+                offload,
+                uso,
+            });
+        }
+        Ok(v)
     }
 
     /// Interface name.

@@ -53,10 +53,26 @@ pub fn esp_spi(esp: &[u8]) -> Option<u32> {
 /// TUN MTU so this stays rare). Blocking mode; convert with
 /// `tokio::net::UdpSocket::from_std` after `set_nonblocking(true)` for async use.
 pub fn bind_udp(local: SocketAddr) -> io::Result<UdpSocket> {
+    bind_udp_inner(local, false)
+}
+
+/// Like [`bind_udp`], with `SO_REUSEPORT`: several such sockets (of this process's user)
+/// bind the same address and port, and the kernel hands each arriving datagram to one of
+/// them by a hash of its addresses and ports: all datagrams of one peer (one 4-tuple)
+/// reach the same socket, so a tunnel's inbound ESP is never reordered across sockets.
+/// Bind the first with port 0 (or the real port), the next ones to its bound address.
+pub fn bind_udp_reuseport(local: SocketAddr) -> io::Result<UdpSocket> {
+    bind_udp_inner(local, true)
+}
+
+fn bind_udp_inner(local: SocketAddr, reuseport: bool) -> io::Result<UdpSocket> {
     let domain = Domain::for_address(local);
     let s = Socket::new(domain, Type::DGRAM.cloexec(), Some(Protocol::UDP))?;
     if local.is_ipv6() {
         s.set_only_v6(true)?;
+    }
+    if reuseport {
+        s.set_reuse_port(true)?;
     }
     // Large buffers: ESP bursts.
     let _ = s.set_recv_buffer_size(4 << 20);
@@ -150,6 +166,32 @@ mod tests {
         ip[20] = 7;
         assert_eq!(strip_ipv4_header(&ip), Some(&[7, 0, 0, 0][..]));
         assert_eq!(strip_ipv4_header(&[0x41]), None);
+    }
+
+    #[test]
+    fn reuseport_sockets_share_a_port_and_one_peer_reaches_one_socket() {
+        let a = bind_udp_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let bound = a.local_addr().unwrap();
+        let b = bind_udp_reuseport(bound).unwrap();
+        assert_eq!(b.local_addr().unwrap(), bound);
+        // A socket without SO_REUSEPORT cannot join the group.
+        assert!(bind_udp(bound).is_err());
+        let peer = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+        for i in 0..20u8 {
+            peer.send_to(&[i; 12], bound).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut counts = [0usize; 2];
+        let mut buf = [0u8; 64];
+        for (k, s) in [&a, &b].into_iter().enumerate() {
+            s.set_nonblocking(true).unwrap();
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                assert_eq!((n, from), (12, peer.local_addr().unwrap()));
+                counts[k] += 1;
+            }
+        }
+        counts.sort_unstable();
+        assert_eq!(counts, [0, 20], "one peer's datagrams all reach one socket");
     }
 
     #[test]

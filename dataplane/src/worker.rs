@@ -1,12 +1,28 @@
 //! The dataplane: worker threads moving packets between TUN devices and sockets.
 //!
-//! Threads (plain OS threads, blocking I/O with a 100 ms poll so they notice shutdown):
-//! * one TX thread per tunnel: TUN → MSS clamp → outbound SA `seal` → UDP 4500 (or raw
-//!   ESP) to the peer;
-//! * one RX thread per UDP endpoint (local address, port 4500): demultiplexes IKE (to
-//!   the daemon's `ike_sink`), NAT keepalives (ignored) and ESP: SPI lookup → `open` →
-//!   traffic-selector check → MSS clamp → write to the SA's tunnel's TUN;
-//! * one RX thread per raw ESP socket (when a tunnel uses `encap = esp`).
+//! Threads (plain OS threads, blocking I/O with a 100 ms poll so they notice shutdown),
+//! with N = [`DataplaneOptions::workers`] (default 1; 0: one per core):
+//! * N TX threads per tunnel, one per TUN queue (`IFF_MULTI_QUEUE`): TUN → MSS clamp →
+//!   outbound SA `seal` → UDP 4500 (or raw ESP) to the peer. The kernel hands each flow to
+//!   one queue, so a flow is sealed by one thread, in order;
+//! * N RX threads per UDP endpoint (local address, port 4500), each with its own socket
+//!   bound with `SO_REUSEPORT`: demultiplexes IKE (to the daemon's `ike_sink`), NAT
+//!   keepalives (ignored) and ESP: SPI lookup → `open` → traffic-selector check → MSS
+//!   clamp → write to the SA's tunnel's TUN, into the queue picked by the inner flow's
+//!   hash ([`packet::flow_hash`]; the kernel then reads the flow's outbound packets from
+//!   that queue). The kernel picks the socket by the peer's address and port, so one
+//!   peer's ESP (one tunnel) is received and opened by one thread: no reordering, but a
+//!   single tunnel's inbound decryption uses one core;
+//! * one RX thread per raw ESP socket (when a tunnel uses `encap = esp`; a raw socket gets
+//!   a copy of every ESP packet, so there is only one).
+//!
+//! Sequence numbers of one outbound SA are taken by all TX threads of its tunnel. By
+//! default ([`DataplaneOptions::ordered_tx`]) a TX thread seals and sends its batch under
+//! a per-tunnel lock, so they leave in order and any replay window works (strongSwan's
+//! default `replay_window` is 32); reading and splitting the TUN's super-packets stay
+//! parallel, and different tunnels never wait for each other. Without it, packets of
+//! different flows sealed at the same time leave out of sequence order by up to one TX
+//! batch (256 packets): fine for Causeway's 4096-packet window, not for small ones.
 //!
 //! Everything is created in the network namespace of the thread that calls
 //! [`Dataplane::new`] / [`Dataplane::add_tunnel`].
@@ -58,8 +74,18 @@ pub struct DataplaneOptions {
     /// Receive coalesced ESP-in-UDP datagrams (`UDP_GRO`) and split them.
     pub udp_gro: bool,
     /// Coalesce with tun-rs's GRO table instead of [`crate::gro`] (for comparison: it
-    /// copies and allocates per packet).
+    /// copies and allocates per packet; writes go through the first TUN queue only).
     pub tun_rs_gro: bool,
+    /// Worker threads per tunnel (TUN queues) and per UDP endpoint (`SO_REUSEPORT`
+    /// sockets); 0: one per core ([`std::thread::available_parallelism`]). 1 (the
+    /// default, [`DEFAULT_WORKERS`]) is the single-queue dataplane.
+    pub workers: usize,
+    /// With several workers: seal and send one batch at a time per tunnel, so that ESP
+    /// sequence numbers leave in order (a peer with a small replay window, e.g.
+    /// strongSwan's default of 32 packets, drops packets that arrive more than a window
+    /// late). Off: the TX workers of a tunnel seal in parallel and the numbers of packets
+    /// sealed at the same time interleave (by up to one batch, 256 packets).
+    pub ordered_tx: bool,
 }
 
 impl Default for DataplaneOptions {
@@ -69,13 +95,24 @@ impl Default for DataplaneOptions {
             udp_gso: true,
             udp_gro: true,
             tun_rs_gro: false,
+            workers: DEFAULT_WORKERS,
+            ordered_tx: true,
         }
     }
 }
 
+/// [`DataplaneOptions::workers`] by default: one. Measured on the 2-core benchmark machine
+/// (`benches/tunnel/run.sh`, `cw-cw-1w` vs `cw-cw-nw`, same run, median of 7): one worker
+/// per core was faster for 64-byte UDP (66 vs 42 kpps) but not for TCP (1 stream 2.61 vs
+/// 3.42 Gbit/s, 4 streams 2.34 vs 2.65; very noisy), so several workers are an option
+/// (`CAUSEWAY_DP_WORKERS=0` or `=n`), not the default.
+pub const DEFAULT_WORKERS: usize = 1;
+
 impl DataplaneOptions {
     /// Defaults, with `CAUSEWAY_DP_<SWITCH>=0` turning a switch off
-    /// (`CAUSEWAY_DP_TUN_RS_GRO=1` turns [`DataplaneOptions::tun_rs_gro`] on).
+    /// (`CAUSEWAY_DP_TUN_RS_GRO=1` turns [`DataplaneOptions::tun_rs_gro`] on) and
+    /// `CAUSEWAY_DP_WORKERS=<n>` setting [`DataplaneOptions::workers`] (0: one per core;
+    /// `CAUSEWAY_DP_TX_ORDERED=0` turns [`DataplaneOptions::ordered_tx`] off).
     pub fn from_env() -> Self {
         let on = |k: &str| std::env::var(k).map_or(true, |v| v.trim() != "0");
         DataplaneOptions {
@@ -83,7 +120,23 @@ impl DataplaneOptions {
             udp_gso: on("CAUSEWAY_DP_UDP_GSO"),
             udp_gro: on("CAUSEWAY_DP_UDP_GRO"),
             tun_rs_gro: std::env::var("CAUSEWAY_DP_TUN_RS_GRO").is_ok_and(|v| v.trim() == "1"),
+            workers: std::env::var("CAUSEWAY_DP_WORKERS")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(DEFAULT_WORKERS),
+            ordered_tx: on("CAUSEWAY_DP_TX_ORDERED"),
         }
+    }
+
+    /// The number of workers these options give on this machine (at least 1, at most
+    /// [`crate::tun::MAX_QUEUES`]).
+    pub fn worker_count(&self) -> usize {
+        let n = if self.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.workers
+        };
+        n.clamp(1, crate::tun::MAX_QUEUES)
     }
 }
 
@@ -116,12 +169,22 @@ pub struct TunnelConfig {
 
 struct OutboundEntry {
     sa: OutboundSa,
-    udp: Option<Arc<UdpSocket>>,
+    /// The endpoint's sockets (TX worker `q` sends on `udp[q % len]`); empty for raw ESP.
+    udp: Vec<Arc<UdpSocket>>,
     raw: Option<Arc<Socket>>,
 }
 
 struct TunnelShared {
-    tun: Tun,
+    /// The TUN device's queues (at least one); TX worker `q` reads `queues[q]`.
+    queues: Vec<Tun>,
+    /// The tunnel MTU: longer inner packets get an ICMP error ([`packet::icmp_too_big`]).
+    mtu: usize,
+    /// Packets sent by each TX worker (one atomic addition per batch).
+    queue_packets_out: Vec<AtomicU64>,
+    /// With several TX workers and [`DataplaneOptions::ordered_tx`]: held while a worker
+    /// seals and sends a batch, so the outbound SA's sequence numbers leave in order
+    /// (reading and splitting the TUN's packets stay parallel).
+    tx_order: Option<Mutex<()>>,
     local: IpAddr,
     mss_clamp: Option<u16>,
     counters: TunnelCounters,
@@ -158,7 +221,8 @@ struct InboundEntry {
 }
 
 struct Endpoint {
-    sock: Arc<UdpSocket>,
+    /// One `SO_REUSEPORT` socket per RX worker (at least one), all bound to `local`.
+    socks: Vec<Arc<UdpSocket>>,
     local: SocketAddr,
 }
 
@@ -180,12 +244,12 @@ pub struct Dataplane {
     inner: Arc<Inner>,
 }
 
-/// A tunnel's dataplane: its TUN device, TX worker, outbound SA slot and counters.
-/// Dropping it stops the worker, removes its inbound SAs and deletes the TUN device.
+/// A tunnel's dataplane: its TUN device, TX workers, outbound SA slot and counters.
+/// Dropping it stops the workers, removes its inbound SAs and deletes the TUN device.
 pub struct Tunnel {
     shared: Arc<TunnelShared>,
     inner: Arc<Inner>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -199,7 +263,8 @@ impl std::fmt::Debug for Dataplane {
 impl std::fmt::Debug for Tunnel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tunnel")
-            .field("tun", &self.shared.tun)
+            .field("tun", self.shared.tun())
+            .field("queues", &self.shared.queues.len())
             .field("local", &self.shared.local)
             .finish_non_exhaustive()
     }
@@ -232,22 +297,46 @@ impl Dataplane {
         }
     }
 
-    /// Binds a UDP socket for ESP-in-UDP and IKE on `local` (normally port 4500; port 0
-    /// picks one, for tests) and starts its receive worker. Returns the bound address.
+    /// Binds UDP sockets for ESP-in-UDP and IKE on `local` (normally port 4500; port 0
+    /// picks one, for tests): one per worker, with `SO_REUSEPORT` when there are several
+    /// ([`udp::bind_udp_reuseport`]), and starts their receive workers. Returns the bound
+    /// address.
     pub fn open_endpoint(&self, local: SocketAddr) -> io::Result<SocketAddr> {
-        let sock = Arc::new(udp::bind_udp(local)?);
-        let bound = sock.local_addr()?;
-        let gro = self.inner.opts.udp_gro && enable_udp_gro(sock.as_raw_fd()).is_ok();
+        let n = self.inner.opts.worker_count();
+        let first = if n > 1 {
+            udp::bind_udp_reuseport(local)?
+        } else {
+            udp::bind_udp(local)?
+        };
+        let bound = first.local_addr()?;
+        let mut socks = vec![Arc::new(first)];
+        while socks.len() < n {
+            match udp::bind_udp_reuseport(bound) {
+                Ok(s) => socks.push(Arc::new(s)),
+                Err(e) => {
+                    tracing::warn!(%bound, "SO_REUSEPORT socket refused ({e}); {} RX workers", socks.len());
+                    break;
+                }
+            }
+        }
         lock(&self.inner.endpoints).push(Endpoint {
-            sock: Arc::clone(&sock),
+            socks: socks.clone(),
             local: bound,
         });
-        let inner = Arc::clone(&self.inner);
-        let h = std::thread::Builder::new()
-            .name(format!("cw-udp-{}", bound.port()))
-            .spawn(move || udp_rx_loop(&inner, &sock, bound, gro))?;
-        lock(&self.inner.threads).push(h);
+        for (i, sock) in socks.into_iter().enumerate() {
+            let gro = self.inner.opts.udp_gro && enable_udp_gro(sock.as_raw_fd()).is_ok();
+            let inner = Arc::clone(&self.inner);
+            let h = std::thread::Builder::new()
+                .name(format!("cw-rx{i}-{}", bound.port()))
+                .spawn(move || udp_rx_loop(&inner, &sock, bound, gro))?;
+            lock(&self.inner.threads).push(h);
+        }
         Ok(bound)
+    }
+
+    /// Workers per tunnel and per endpoint ([`DataplaneOptions::worker_count`]).
+    pub fn workers(&self) -> usize {
+        self.inner.opts.worker_count()
     }
 
     /// Sends an IKE message on the endpoint bound to `local`'s address (or the
@@ -267,18 +356,23 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Creates the tunnel's TUN device (MTU, addresses, up) and starts its TX worker.
-    /// Packets routed into the TUN are dropped (counted `no_outbound_sa`) until
-    /// [`Tunnel::set_outbound`] installs an SA.
+    /// Creates the tunnel's TUN device (MTU, addresses, up; one queue per worker) and
+    /// starts its TX workers. Packets routed into the TUN are dropped (counted
+    /// `no_outbound_sa`) until [`Tunnel::set_outbound`] installs an SA.
     pub fn add_tunnel(&self, cfg: TunnelConfig) -> io::Result<Tunnel> {
-        let tun = if self.inner.opts.tun_offload {
-            Tun::create_offload(&cfg.tun)?
-        } else {
-            Tun::create(&cfg.tun)?
-        };
-        tun.set_nonblocking(true)?;
+        let queues = Tun::create_queues(
+            &cfg.tun,
+            self.inner.opts.tun_offload,
+            self.inner.opts.worker_count(),
+        )?;
+        for q in &queues {
+            q.set_nonblocking(true)?;
+        }
         let shared = Arc::new(TunnelShared {
-            tun,
+            queue_packets_out: queues.iter().map(|_| AtomicU64::new(0)).collect(),
+            tx_order: (queues.len() > 1 && self.inner.opts.ordered_tx).then(|| Mutex::new(())),
+            queues,
+            mtu: cfg.tun.mtu as usize,
             local: cfg.local,
             mss_clamp: cfg.mss_clamp,
             counters: TunnelCounters::default(),
@@ -289,22 +383,26 @@ impl Dataplane {
             last_acquire_ms: AtomicU64::new(0),
             created: Instant::now(),
         });
-        let (s, stop) = (Arc::clone(&shared), Arc::clone(&self.inner.stop));
-        let mtu = cfg.tun.mtu as usize;
-        let thread = std::thread::Builder::new()
-            .name(format!("cw-tx-{}", cfg.tun.name))
-            .spawn(move || {
-                if s.tun.offload() {
-                    tun_tx_loop_offload(&s, &stop, mtu)
-                } else {
-                    tun_tx_loop(&s, &stop)
-                }
-            })?;
-        Ok(Tunnel {
+        let mut tunnel = Tunnel {
             shared,
             inner: Arc::clone(&self.inner),
-            thread: Some(thread),
-        })
+            threads: Vec::new(),
+        };
+        for q in 0..tunnel.shared.queues.len() {
+            let (s, stop) = (Arc::clone(&tunnel.shared), Arc::clone(&self.inner.stop));
+            // On failure, dropping `tunnel` stops the threads already running.
+            let h = std::thread::Builder::new()
+                .name(format!("cw-tx{q}-{}", cfg.tun.name))
+                .spawn(move || {
+                    if s.queues[q].offload() {
+                        tun_tx_loop_offload(&s, q, &stop)
+                    } else {
+                        tun_tx_loop(&s, q, &stop)
+                    }
+                })?;
+            tunnel.threads.push(h);
+        }
+        Ok(tunnel)
     }
 
     /// Installs (or replaces) an inbound SA for `tunnel`, keyed by its SPI. Install the
@@ -352,7 +450,17 @@ impl Drop for Dataplane {
 }
 
 impl Inner {
+    /// The first socket of the endpoint for `local` (IKE, keepalives).
     fn endpoint_for(&self, local: IpAddr) -> io::Result<Arc<UdpSocket>> {
+        let socks = self.endpoint_socks(local)?;
+        socks
+            .into_iter()
+            .next()
+            .ok_or_else(|| io::Error::other("endpoint without a socket"))
+    }
+
+    /// All sockets of the endpoint for `local` (one per RX worker).
+    fn endpoint_socks(&self, local: IpAddr) -> io::Result<Vec<Arc<UdpSocket>>> {
         let eps = lock(&self.endpoints);
         eps.iter()
             .find(|e| e.local.ip() == local)
@@ -360,7 +468,8 @@ impl Inner {
                 eps.iter()
                     .find(|e| e.local.ip().is_unspecified() && e.local.is_ipv4() == local.is_ipv4())
             })
-            .map(|e| Arc::clone(&e.sock))
+            .filter(|e| !e.socks.is_empty())
+            .map(|e| e.socks.clone())
             .ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::NotFound,
@@ -440,6 +549,9 @@ struct TunWriter {
     gro: GroTable,
     /// The tunnel the collected packets belong to.
     tunnel: Option<Arc<TunnelShared>>,
+    /// Packets and inner bytes collected (counted at the flush).
+    pkts: u64,
+    bytes: u64,
 }
 
 impl TunWriter {
@@ -453,12 +565,14 @@ impl TunWriter {
             used: 0,
             gro: GroTable::default(),
             tunnel: None,
+            pkts: 0,
+            bytes: 0,
         }
     }
 
     fn push(&mut self, t: &Arc<TunnelShared>, pkt: &[u8]) {
-        if !t.tun.offload() {
-            match t.tun.send(pkt) {
+        if !t.tun().offload() {
+            match t.queue_for(pkt).send(pkt) {
                 Ok(_) => t.counters.count_in(pkt.len()),
                 Err(_) => t.counters.drop(DropReason::IoError),
             }
@@ -476,7 +590,7 @@ impl TunWriter {
             self.tunnel = Some(Arc::clone(t));
         }
         if self.bufs.is_empty() {
-            self.coalescer.set_udp(t.tun.udp_offload());
+            self.coalescer.set_udp(t.tun().udp_offload());
             self.coalescer.push(pkt);
         } else {
             let b = &mut self.bufs[self.used];
@@ -485,22 +599,28 @@ impl TunWriter {
             b.extend_from_slice(pkt);
             self.used += 1;
         }
-        t.counters.count_in(pkt.len());
+        self.pkts += 1;
+        self.bytes += pkt.len() as u64;
     }
 
     fn flush(&mut self) {
         let Some(t) = self.tunnel.take() else {
             return;
         };
+        t.counters.count_in_batch(self.pkts, self.bytes);
+        (self.pkts, self.bytes) = (0, 0);
         if self.bufs.is_empty() {
-            let failed = self.coalescer.flush(|f| t.tun.send(f));
+            // Each frame is one flow (or one packet): into the queue of its flow.
+            let failed = self
+                .coalescer
+                .flush(|f| t.queue_for(f.get(VNET_HDR_LEN..).unwrap_or(&[])).send(f));
             for _ in 0..failed {
                 t.counters.drop(DropReason::IoError);
             }
             return;
         }
         let n = std::mem::take(&mut self.used);
-        if t.tun
+        if t.tun()
             .send_multiple(&mut self.gro, &mut self.bufs[..n], VNET_HDR_LEN)
             .is_err()
         {
@@ -616,7 +736,11 @@ fn raw_rx_loop(inner: &Inner, sock: &Socket, local: IpAddr) {
     }
 }
 
-fn tun_tx_loop(t: &TunnelShared, global_stop: &AtomicBool) {
+fn tun_tx_loop(t: &TunnelShared, q: usize, global_stop: &AtomicBool) {
+    let Some(tun) = t.queues.get(q) else {
+        return;
+    };
+    let mut icmp = IcmpLimiter::default();
     let mut slots: Vec<Vec<u8>> = (0..BATCH)
         .map(|_| vec![0u8; HEADROOM + MAX_PACKET + TAILROOM])
         .collect();
@@ -626,7 +750,7 @@ fn tun_tx_loop(t: &TunnelShared, global_stop: &AtomicBool) {
     while !t.stop.load(Ordering::Relaxed) && !global_stop.load(Ordering::Relaxed) {
         // Under load the TUN is read again right away; poll only when it was drained.
         if !busy {
-            match t.tun.wait_readable(POLL) {
+            match tun.wait_readable(POLL) {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(_) => {
@@ -636,23 +760,24 @@ fn tun_tx_loop(t: &TunnelShared, global_stop: &AtomicBool) {
             }
         }
         let guard = t.outbound.load();
+        let _order = t.tx_order.as_ref().map(lock);
         // Read and seal up to BATCH packets (the TUN is non-blocking).
         let mut ready = 0;
         let mut read = 0;
         for (i, slot) in slots.iter_mut().enumerate() {
-            let n = match t.tun.recv(&mut slot[HEADROOM..HEADROOM + MAX_PACKET]) {
+            let n = match tun.recv(&mut slot[HEADROOM..HEADROOM + MAX_PACKET]) {
                 Ok(n) => n,
                 Err(_) => break,
             };
             read += 1;
-            if let Some(r) = seal_one(t, guard.as_deref(), slot, n) {
+            if let Some(r) = seal_one(t, tun, &mut icmp, guard.as_deref(), slot, n) {
                 sealed[ready] = (i, r, n);
                 ready += 1;
             }
         }
         busy = read == BATCH;
         if let Some(out) = guard.as_deref() {
-            send_sealed(t, out, &slots, &sealed[..ready]);
+            send_sealed(t, q, out, &slots, &sealed[..ready]);
         }
     }
 }
@@ -665,16 +790,20 @@ const TX_SLOTS: usize = 2 * MAX_SEGMENTS;
 /// full) are sealed and sent together (UDP GSO where it applies). Slots hold packets of
 /// up to `max(mtu, 1500)` bytes (the MTU the tunnel was created with); larger ones are
 /// dropped.
-fn tun_tx_loop_offload(t: &TunnelShared, global_stop: &AtomicBool, mtu: usize) {
+fn tun_tx_loop_offload(t: &TunnelShared, q: usize, global_stop: &AtomicBool) {
+    let Some(tun) = t.queues.get(q) else {
+        return;
+    };
+    let mut icmp = IcmpLimiter::default();
     let mut scratch = vec![0u8; VNET_HDR_LEN + MAX_PACKET];
-    let slot_len = HEADROOM + mtu.max(1500) + TAILROOM;
+    let slot_len = HEADROOM + t.mtu.max(1500) + TAILROOM;
     let mut slots: Vec<Vec<u8>> = (0..TX_SLOTS).map(|_| vec![0u8; slot_len]).collect();
     let mut sizes = vec![0usize; TX_SLOTS];
     let mut sealed: Vec<(usize, Range<usize>, usize)> = vec![(0, 0..0, 0); TX_SLOTS];
     let mut busy = false;
     while !t.stop.load(Ordering::Relaxed) && !global_stop.load(Ordering::Relaxed) {
         if !busy {
-            match t.tun.wait_readable(POLL) {
+            match tun.wait_readable(POLL) {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(_) => {
@@ -687,7 +816,7 @@ fn tun_tx_loop_offload(t: &TunnelShared, global_stop: &AtomicBool, mtu: usize) {
         let (mut filled, mut reads, mut drained) = (0, 0, false);
         while TX_SLOTS - filled >= MAX_SEGMENTS && reads < MAX_SEGMENTS {
             reads += 1;
-            match t.tun.recv_multiple(
+            match tun.recv_multiple(
                 &mut scratch,
                 &mut slots[filled..],
                 &mut sizes[filled..],
@@ -703,23 +832,27 @@ fn tun_tx_loop_offload(t: &TunnelShared, global_stop: &AtomicBool, mtu: usize) {
             }
         }
         busy = !drained;
+        // Seal and send in sequence-number order across the TX workers (see `tx_order`).
+        let _order = t.tx_order.as_ref().map(lock);
         let mut ready = 0;
         for (i, slot) in slots[..filled].iter_mut().enumerate() {
-            if let Some(r) = seal_one(t, guard.as_deref(), slot, sizes[i]) {
+            if let Some(r) = seal_one(t, tun, &mut icmp, guard.as_deref(), slot, sizes[i]) {
                 sealed[ready] = (i, r, sizes[i]);
                 ready += 1;
             }
         }
         if let Some(out) = guard.as_deref() {
-            send_sealed(t, out, &slots, &sealed[..ready]);
+            send_sealed(t, q, out, &slots, &sealed[..ready]);
         }
     }
 }
 
 /// Sends sealed ESP packets (`slots[i][range]`, inner length for the counters) to the
-/// outbound SA's peer: UDP GSO runs when enabled, `sendmmsg` otherwise.
+/// outbound SA's peer from TX worker `q`'s socket: UDP GSO runs when enabled, `sendmmsg`
+/// otherwise.
 fn send_sealed(
     t: &TunnelShared,
+    q: usize,
     out: &OutboundEntry,
     slots: &[Vec<u8>],
     sealed: &[(usize, Range<usize>, usize)],
@@ -734,7 +867,7 @@ fn send_sealed(
     }
     let pkts = &refs[..ready];
     let (fd, to) = match (out.sa.encap, &out.udp, &out.raw) {
-        (Encap::Udp, Some(s), _) => (s.as_raw_fd(), out.sa.peer),
+        (Encap::Udp, udp, _) if !udp.is_empty() => (udp[q % udp.len()].as_raw_fd(), out.sa.peer),
         (Encap::Esp, _, Some(s)) => (s.as_raw_fd(), SocketAddr::new(out.sa.peer.ip(), 0)),
         _ => {
             for _ in 0..ready {
@@ -757,8 +890,10 @@ fn send_sealed(
     } else {
         send_batch(fd, pkts, to)
     };
-    for (_, _, n) in &sealed[..sent] {
-        t.counters.count_out(*n);
+    let bytes: usize = sealed[..sent].iter().map(|(_, _, n)| n).sum();
+    t.counters.count_out_batch(sent as u64, bytes as u64);
+    if let Some(c) = t.queue_packets_out.get(q) {
+        c.fetch_add(sent as u64, Ordering::Relaxed);
     }
     if let Some(e) = err {
         // The failed packet is dropped; the rest of the batch too (rare: the socket
@@ -782,10 +917,14 @@ fn gso_refused(e: &io::Error) -> bool {
     )
 }
 
-/// Checks, clamps and seals the packet at `slot[HEADROOM..HEADROOM + n]`; returns the
-/// ESP packet's range, or `None` (counted) when it is dropped.
+/// Checks, clamps and seals the packet at `slot[HEADROOM..HEADROOM + n]` read from the
+/// TUN queue `tun`; returns the ESP packet's range, or `None` (counted) when it is
+/// dropped. A packet longer than the tunnel MTU that may not be fragmented is answered
+/// with an ICMP error written back into `tun` ([`answer_too_big`]).
 fn seal_one(
     t: &TunnelShared,
+    tun: &Tun,
+    icmp: &mut IcmpLimiter,
     out: Option<&OutboundEntry>,
     slot: &mut [u8],
     n: usize,
@@ -797,6 +936,11 @@ fn seal_one(
     };
     if packet::is_link_scoped(&info) {
         // Router solicitations, MLD, ...: never tunneled, not worth a counter.
+        return None;
+    }
+    if n > t.mtu && packet::needs_too_big(&slot[payload.clone()]) {
+        t.counters.drop(DropReason::TooBig);
+        answer_too_big(t, tun, icmp, &info, &slot[payload]);
         return None;
     }
     if let Some(mss) = t.mss_clamp {
@@ -818,7 +962,76 @@ fn seal_one(
     }
 }
 
+/// ICMP errors one TX worker may write per [`ICMP_WINDOW`] (a flood of oversize packets
+/// must not turn into a flood of TUN writes; the sender reacts to the first ones).
+const ICMP_PER_WINDOW: u32 = 100;
+/// See [`ICMP_PER_WINDOW`].
+const ICMP_WINDOW: Duration = Duration::from_millis(100);
+
+/// Rate limit of [`answer_too_big`], one per TX worker.
+#[derive(Default)]
+struct IcmpLimiter {
+    start: Option<Instant>,
+    sent: u32,
+}
+
+impl IcmpLimiter {
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        if self
+            .start
+            .is_none_or(|s| now.duration_since(s) >= ICMP_WINDOW)
+        {
+            self.start = Some(now);
+            self.sent = 0;
+        }
+        self.sent += 1;
+        self.sent <= ICMP_PER_WINDOW
+    }
+}
+
+/// Writes an ICMP "fragmentation needed" (IPv4) / ICMPv6 "packet too big" answer to
+/// `pkt` into the TUN queue it came from, announcing the tunnel MTU (path MTU discovery
+/// for the hosts behind the gateway and for the gateway itself). Its source is the
+/// packet's destination, as if the path towards it had answered: an address of the
+/// gateway itself would be a martian when it comes back in through the TUN.
+fn answer_too_big(
+    t: &TunnelShared,
+    tun: &Tun,
+    icmp: &mut IcmpLimiter,
+    info: &packet::IpInfo,
+    pkt: &[u8],
+) {
+    if info.dst.is_multicast() || !icmp.allow() {
+        return;
+    }
+    // The longest answer is IPv6's (1280 bytes); on the stack, no allocation.
+    let mut frame = [0u8; VNET_HDR_LEN + 1280];
+    // An offload device takes a virtio-net header (all zero: no GSO, checksum done).
+    let off = if tun.offload() { VNET_HDR_LEN } else { 0 };
+    let mtu = u16::try_from(t.mtu).unwrap_or(u16::MAX);
+    let Some(n) = packet::icmp_too_big(pkt, mtu, info.dst, &mut frame[off..]) else {
+        return;
+    };
+    if tun.send(&frame[..off + n]).is_ok() {
+        t.counters.icmp_too_big.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 impl TunnelShared {
+    /// Queue 0 of the TUN device (name, ifindex, offload flags).
+    fn tun(&self) -> &Tun {
+        &self.queues[0]
+    }
+
+    /// The TUN queue for the IP packet `pkt` (by its flow: [`packet::flow_hash`]).
+    fn queue_for(&self, pkt: &[u8]) -> &Tun {
+        match self.queues.len() {
+            1 => &self.queues[0],
+            n => &self.queues[packet::flow_hash(pkt) as usize % n],
+        }
+    }
+
     fn acquire(&self, info: &packet::IpInfo) {
         let guard = self.acquire.load();
         let Some(hook) = guard.as_ref() else {
@@ -830,7 +1043,14 @@ impl TunnelShared {
         if last != 0 && now.saturating_sub(last) < ACQUIRE_INTERVAL.as_millis() as u64 {
             return;
         }
-        self.last_acquire_ms.store(now, Ordering::Relaxed);
+        // Several TX workers may get here at once: one of them calls the hook.
+        if self
+            .last_acquire_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
         hook(AcquireInfo {
             src: info.src,
             dst: info.dst,
@@ -847,12 +1067,27 @@ impl Tunnel {
 
     /// Interface name of the TUN device.
     pub fn name(&self) -> &str {
-        self.shared.tun.name()
+        self.shared.tun().name()
+    }
+
+    /// Number of TUN queues (= TX workers) of this tunnel.
+    pub fn queues(&self) -> usize {
+        self.shared.queues.len()
+    }
+
+    /// Packets sent so far by each TX worker (index = TUN queue): how the kernel spread
+    /// the tunnel's flows over the workers.
+    pub fn queue_packets_out(&self) -> Vec<u64> {
+        self.shared
+            .queue_packets_out
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Interface index of the TUN device (for [`crate::Route::dev`]).
     pub fn ifindex(&self) -> u32 {
-        self.shared.tun.ifindex()
+        self.shared.tun().ifindex()
     }
 
     /// Live counters.
@@ -876,8 +1111,8 @@ impl Tunnel {
             ));
         }
         let (udp, raw) = match sa.encap {
-            Encap::Udp => (Some(self.inner.endpoint_for(local)?), None),
-            Encap::Esp => (None, Some(self.inner.raw_for(local)?)),
+            Encap::Udp => (self.inner.endpoint_socks(local)?, None),
+            Encap::Esp => (Vec::new(), Some(self.inner.raw_for(local)?)),
         };
         self.shared
             .outbound
@@ -894,7 +1129,7 @@ impl Tunnel {
 impl Drop for Tunnel {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
         let me = Arc::as_ptr(&self.shared);

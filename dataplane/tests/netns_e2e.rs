@@ -158,6 +158,8 @@ fn ping_and_tcp_without_offloads() {
         udp_gso: false,
         udp_gro: false,
         tun_rs_gro: false,
+        workers: 1,
+        ordered_tx: true,
     }));
     e2e(Encap::Udp);
 }
@@ -378,4 +380,172 @@ fn ipv6_inner_traffic() {
     assert_eq!(cb.dropped(DropReason::Policy), 1, "{cb:?}");
     assert!(ok, "ping6 through the tunnel");
     assert_eq!((cb.packets_in, ca.packets_in), (3, 3), "{ca:?} {cb:?}");
+}
+
+/// An inner packet longer than the tunnel MTU with DF set (and any IPv6 one) is answered
+/// with ICMP "fragmentation needed" / "packet too big" written into the TUN. The kernel
+/// already refuses such packets for the TUN's own MTU, so the device MTU is raised above
+/// the tunnel MTU (1400) here: the oversize packets then reach the dataplane.
+#[test]
+fn oversize_packets_get_icmp_too_big() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP: {why}");
+        return;
+    }
+    let lab = Lab::start(Encap::Udp);
+    lab.a.ip(&["link", "set", "cw-e2e", "mtu", "1500"]).unwrap();
+    lab.a
+        .ip(&["addr", "add", "fd00:10::1/64", "dev", "cw-e2e", "nodad"])
+        .unwrap();
+    let ping_big = |args: &[&str]| {
+        let out = lab.a.exec("ping", args).unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let v4 = ping_big(&[
+        "-c", "2", "-i", "0.2", "-W", "1", "-M", "do", "-s", "1450", "-I", "10.0.0.1", "10.0.0.2",
+    ]);
+    let v6 = ping_big(&[
+        "-6",
+        "-c",
+        "2",
+        "-i",
+        "0.2",
+        "-W",
+        "1",
+        "-M",
+        "do",
+        "-s",
+        "1450",
+        "fd00:10::2",
+    ]);
+    // Without DF, an oversize IPv4 packet still goes through (the outer is fragmented).
+    let no_df = ping_big(&[
+        "-c", "1", "-W", "2", "-M", "dont", "-s", "1420", "-I", "10.0.0.1", "10.0.0.2",
+    ]);
+    let ok = ping(&lab.a, "10.0.0.1", "10.0.0.2", "2");
+    let [ca, ga, cb, gb] = lab.stop();
+    eprintln!("{v4}\n{v6}\n{no_df}\nA: {ca:?}\nB: {cb:?}");
+    // ping prints the ICMP error ("Frag needed and DF set (mtu = 1400)"), or, once the
+    // kernel has learned the path MTU, "message too long, mtu=1400".
+    let says_1400 = |t: &str| t.contains("mtu = 1400") || t.contains("mtu=1400");
+    assert!(says_1400(&v4), "{v4}");
+    assert!(says_1400(&v6), "{v6}");
+    assert!(no_df.contains(" 0% packet loss"), "{no_df}");
+    assert!(ok, "normal pings still pass");
+    assert!(ca.icmp_too_big >= 2, "{ca:?}");
+    assert_eq!(ca.icmp_too_big, ca.dropped(DropReason::TooBig), "{ca:?}");
+    assert_eq!(ca.total_drops(), ca.dropped(DropReason::TooBig), "{ca:?}");
+    for c in [ga, cb, gb] {
+        assert_eq!(c.total_drops(), 0, "{c:?}");
+    }
+}
+
+/// With two workers, flows are spread over both TX workers (TUN queues), and several TCP
+/// streams at once arrive complete and in order.
+#[test]
+fn flows_spread_over_workers() {
+    flows_spread(true);
+}
+
+/// The same with the TX workers sealing in parallel (sequence numbers interleaved).
+#[test]
+fn flows_spread_over_workers_unordered() {
+    flows_spread(false);
+}
+
+fn flows_spread(ordered_tx: bool) {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP: {why}");
+        return;
+    }
+    common::DP_OPTS.set(Some(dataplane::worker::DataplaneOptions {
+        workers: 2,
+        ordered_tx,
+        ..Default::default()
+    }));
+    let lab = Lab::start(Encap::Udp);
+    // 16 UDP flows (source ports) without answers: the kernel's hash picks the queue.
+    lab.a
+        .run(|| {
+            for _ in 0..16 {
+                let s = std::net::UdpSocket::bind("10.0.0.1:0")?;
+                for _ in 0..5 {
+                    s.send_to(&[7u8; 100], "10.0.0.2:9")?;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    // 8 TCP streams: a counting pattern each, checked on arrival.
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let server = lab
+        .b
+        .spawn(move || {
+            let l = std::net::TcpListener::bind("10.0.0.2:0")?;
+            port_tx.send(l.local_addr()?.port()).ok();
+            let mut readers = Vec::new();
+            for _ in 0..8 {
+                let (mut s, _) = l.accept()?;
+                readers.push(std::thread::spawn(move || -> std::io::Result<bool> {
+                    let mut got = Vec::new();
+                    std::io::Read::read_to_end(&mut s, &mut got)?;
+                    Ok(got.len() == 400_000
+                        && got.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8))
+                }));
+            }
+            let mut all = true;
+            for r in readers {
+                all &= r.join().map_err(|_| std::io::Error::other("reader"))??;
+            }
+            Ok(all)
+        })
+        .unwrap();
+    let port = port_rx.recv().unwrap();
+    let client = lab
+        .a
+        .spawn(move || {
+            let data: Vec<u8> = (0..400_000).map(|i| (i % 251) as u8).collect();
+            let data = std::sync::Arc::new(data);
+            let mut writers = Vec::new();
+            for _ in 0..8 {
+                let data = std::sync::Arc::clone(&data);
+                let to = std::net::SocketAddr::from(([10, 0, 0, 2], port));
+                let mut s =
+                    std::net::TcpStream::connect_timeout(&to, std::time::Duration::from_secs(3))?;
+                writers.push(std::thread::spawn(move || {
+                    std::io::Write::write_all(&mut s, &data)
+                }));
+            }
+            for w in writers {
+                w.join().map_err(|_| std::io::Error::other("writer"))??;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let client_res = client.join().unwrap();
+    let server_res = server.join().unwrap();
+    let (q_tx, q_rx) = std::sync::mpsc::channel();
+    lab.sa.cmd.send(Cmd::QueueStats(q_tx)).unwrap();
+    let per_queue = q_rx.recv().unwrap();
+    let [ca, ga, cb, gb] = lab.stop();
+    eprintln!("A per TX worker: {per_queue:?}\nA: {ca:?}\nB: {cb:?}");
+    client_res.expect("TCP streams sent");
+    assert!(
+        server_res.expect("TCP streams received"),
+        "a stream arrived damaged"
+    );
+    assert_eq!(per_queue.len(), 2, "two TUN queues");
+    assert!(per_queue.iter().all(|&n| n > 0), "{per_queue:?}");
+    assert_eq!(
+        per_queue.iter().sum::<u64>(),
+        ca.packets_out,
+        "{per_queue:?}"
+    );
+    for c in [ca, ga, cb, gb] {
+        assert_eq!(c.total_drops(), 0, "{c:?}");
+    }
 }

@@ -32,6 +32,8 @@ pub enum Cmd {
     RemoveInbound(u32, mpsc::Sender<bool>),
     /// Re-install the inbound SA with selectors 0.0.0.0/0 and ::/0 on both ends.
     AllowAll(mpsc::Sender<()>),
+    /// Report the packets sent by each TX worker (TUN queue).
+    QueueStats(mpsc::Sender<Vec<u64>>),
     /// Report counters and stop.
     Stop,
 }
@@ -130,6 +132,9 @@ pub fn start_side(
                         sa.local_ts = vec![net("0.0.0.0/0"), net("::/0")];
                         dp.install_inbound(&tunnel, sa);
                         ack.send(()).ok();
+                    }
+                    Cmd::QueueStats(ack) => {
+                        ack.send(tunnel.queue_packets_out()).ok();
                     }
                     Cmd::Stop => break,
                 }
