@@ -89,6 +89,10 @@ pub struct TunnelCounters {
     /// TUN for packets longer than the tunnel MTU (each such packet is also a
     /// [`DropReason::TooBig`] drop).
     pub icmp_too_big: AtomicU64,
+    /// Authenticated, newest ESP packets that arrived from another address or port than
+    /// the one the outbound SA sends to (NAT rebinding): moves reported to the daemon
+    /// ([`crate::Tunnel::take_peer_move`]), once per new source.
+    pub peer_moves: AtomicU64,
     drops: [AtomicU64; 9],
 }
 
@@ -107,6 +111,8 @@ pub struct CountersSnapshot {
     pub mss_clamped: u64,
     /// See [`TunnelCounters::icmp_too_big`].
     pub icmp_too_big: u64,
+    /// See [`TunnelCounters::peer_moves`].
+    pub peer_moves: u64,
     /// Drops, indexed like [`DropReason::ALL`].
     pub drops: [u64; 9],
 }
@@ -176,6 +182,7 @@ impl TunnelCounters {
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             mss_clamped: self.mss_clamped.load(Ordering::Relaxed),
             icmp_too_big: self.icmp_too_big.load(Ordering::Relaxed),
+            peer_moves: self.peer_moves.load(Ordering::Relaxed),
             drops,
         }
     }

@@ -53,7 +53,12 @@
 //!    proto, table)?` BEFORE installing the /1s; delete the returned route at shutdown.
 //! 7. Counters: `t.counters()` ([`counters::CountersSnapshot`], drops by
 //!    [`DropReason`]), `dp.global_counters()` (unknown SPIs, malformed datagrams).
-//! 8. Shutdown: drop the [`Tunnel`]s (TUN devices go away), `dp.shutdown()`, then
+//! 8. NAT rebinding: ESP-in-UDP that authenticates, passes the replay check and is the
+//!    newest of its SA but comes from another address/port than the outbound SA's peer
+//!    is recorded once: `t.take_peer_move()` → `Some((inbound_spi, from))` (optionally
+//!    signalled by `t.set_peer_move_hook`); hand it to `ikev2::Endpoint::esp_from`, and
+//!    on its `PeerAddressChanged` call `set_outbound` with the new peer.
+//! 9. Shutdown: drop the [`Tunnel`]s (TUN devices go away), `dp.shutdown()`, then
 //!    `flush_routes(proto)`.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -74,6 +79,6 @@ pub use netlink::{Netlink, Route, RouteOp};
 pub use sa::{EspInbound, EspOutbound, InboundSa, OutboundSa};
 pub use tun::{Tun, TunConfig};
 pub use worker::{
-    AcquireHook, AcquireInfo, Dataplane, DataplaneOptions, Encap, IkeDatagram, IkeSink, Tunnel,
-    TunnelConfig,
+    AcquireHook, AcquireInfo, Dataplane, DataplaneOptions, Encap, IkeDatagram, IkeSink,
+    PeerMoveHook, Tunnel, TunnelConfig,
 };

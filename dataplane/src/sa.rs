@@ -51,6 +51,8 @@ pub struct Opened {
     pub payload: Range<usize>,
     /// ESP next header: 4 = IPv4, 41 = IPv6, 59 = dummy packet (RFC 4303 §2.6).
     pub next_header: u8,
+    /// The packet's full (ESN-inferred) sequence number.
+    pub seq: u64,
 }
 
 /// An outbound ESP SA as the dataplane uses it.
@@ -79,6 +81,9 @@ pub trait EspInbound: Send + Sync + 'static {
     /// Verifies, replay-checks and decrypts the ESP packet at `buf[packet]` (SPI .. ICV)
     /// in place.
     fn open(&self, buf: &mut [u8], packet: Range<usize>) -> Result<Opened, SaError>;
+    /// The highest sequence number [`EspInbound::open`] accepted so far (0: none). Only
+    /// called off the fast path (when a packet arrives from a new source address).
+    fn highest_seq(&self) -> u64;
 }
 
 impl EspOutbound for esp::Sa {
@@ -120,12 +125,16 @@ impl EspInbound for esp::Sa {
             .map(|o| Opened {
                 payload: o.payload,
                 next_header: o.next_header,
+                seq: o.seq,
             })
             .map_err(|e| match e {
                 esp::OpenError::Replayed | esp::OpenError::TooOld => SaError::Replay,
                 esp::OpenError::Auth | esp::OpenError::Padding => SaError::Auth,
                 _ => SaError::Malformed,
             })
+    }
+    fn highest_seq(&self) -> u64 {
+        esp::Sa::seq(self)
     }
 }
 

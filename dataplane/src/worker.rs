@@ -7,8 +7,9 @@
 //!   one queue, so a flow is sealed by one thread, in order;
 //! * N RX threads per UDP endpoint (local address, port 4500), each with its own socket
 //!   bound with `SO_REUSEPORT`: demultiplexes IKE (to the daemon's `ike_sink`), NAT
-//!   keepalives (ignored) and ESP: SPI lookup → `open` → traffic-selector check → MSS
-//!   clamp → write to the SA's tunnel's TUN, into the queue picked by the inner flow's
+//!   keepalives (ignored) and ESP: SPI lookup → `open` → source check (NAT rebinding,
+//!   [`Tunnel::take_peer_move`]; one load and compare per packet) → traffic-selector
+//!   check → MSS clamp → write to the SA's tunnel's TUN, into the queue picked by the inner flow's
 //!   hash ([`packet::flow_hash`]; the kernel then reads the flow's outbound packets from
 //!   that queue). The kernel picks the socket by the peer's address and port, so one
 //!   peer's ESP (one tunnel) is received and opened by one thread: no reordering, but a
@@ -196,7 +197,42 @@ struct TunnelShared {
     /// Milliseconds after `created` of the last acquire call (0: never).
     last_acquire_ms: AtomicU64,
     created: Instant,
+    /// Generation of `outbound` (unique across all tunnels, [`next_peer_gen`]), bumped by
+    /// every [`Tunnel::set_outbound`]: an RX worker that found a source address needing no
+    /// action under one generation skips the check until it changes ([`KnownSource`]).
+    peer_gen: AtomicU64,
+    /// NAT rebinding seen by the RX workers (touched only when a packet's source differs
+    /// from the outbound SA's peer, never per packet otherwise).
+    peer_move: Mutex<PeerMove>,
+    peer_move_hook: ArcSwapOption<PeerMoveHook>,
 }
+
+/// A tunnel's record of the peer's latest move.
+#[derive(Default)]
+struct PeerMove {
+    /// Not yet taken by [`Tunnel::take_peer_move`]: (our inbound SPI, the new source).
+    pending: Option<(u32, SocketAddr)>,
+    /// The last move recorded, with the outbound generation it was seen under: reported
+    /// once, also when several RX workers see it.
+    reported: Option<(u64, SocketAddr)>,
+}
+
+/// Called (on an RX worker thread, rarely) when authenticated ESP shows that the peer
+/// moved ([`Tunnel::take_peer_move`] has the move, once): our inbound SPI and the new
+/// source address. Must not block (e.g. `tokio::sync::Notify::notify_one`).
+pub type PeerMoveHook = Box<dyn Fn(u32, SocketAddr) + Send + Sync>;
+
+/// Source of [`TunnelShared::peer_gen`] values (0 is never handed out: "none").
+static PEER_GEN: AtomicU64 = AtomicU64::new(1);
+
+fn next_peer_gen() -> u64 {
+    PEER_GEN.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Per RX worker: the last (outbound generation, ESP source) found to need nothing (it is
+/// the peer's address, or its move was already reported). The per-packet check is one
+/// relaxed load and a comparison.
+type KnownSource = Option<(u64, SocketAddr)>;
 
 /// Called (on the tunnel's TX thread) when a packet needs an outbound SA and there is
 /// none: the daemon starts IKE (`start_action = trap`). At most once per
@@ -382,6 +418,9 @@ impl Dataplane {
             acquire: ArcSwapOption::empty(),
             last_acquire_ms: AtomicU64::new(0),
             created: Instant::now(),
+            peer_gen: AtomicU64::new(next_peer_gen()),
+            peer_move: Mutex::new(PeerMove::default()),
+            peer_move_hook: ArcSwapOption::empty(),
         });
         let mut tunnel = Tunnel {
             shared,
@@ -493,8 +532,16 @@ impl Inner {
         Ok(sock)
     }
 
-    /// Opens one ESP packet at `buf[range]` and delivers it (through `w`).
-    fn handle_esp(&self, buf: &mut [u8], range: std::ops::Range<usize>, w: &mut TunWriter) {
+    /// Opens one ESP packet at `buf[range]`, received from `from` (ESP in UDP; `None`
+    /// for raw ESP), and delivers it (through `w`).
+    fn handle_esp(
+        &self,
+        buf: &mut [u8],
+        range: std::ops::Range<usize>,
+        from: Option<SocketAddr>,
+        known: &mut KnownSource,
+        w: &mut TunWriter,
+    ) {
         let Some(spi) = buf.get(range.clone()).and_then(udp::esp_spi) else {
             self.counters.drop(DropReason::Malformed);
             return;
@@ -510,6 +557,15 @@ impl Inner {
             Err(SaError::Malformed) => return t.counters.drop(DropReason::Malformed),
             Err(_) => return t.counters.drop(DropReason::AuthFailed),
         };
+        // Authenticated and not a replay: a new source may be the peer's NAT rebinding.
+        if let Some(from) = from {
+            let gen = t.peer_gen.load(Ordering::Acquire);
+            if *known != Some((gen, from))
+                && t.check_source(gen, from, spi, opened.seq, &*entry.sa.esp)
+            {
+                *known = Some((gen, from));
+            }
+        }
         if opened.next_header == NEXT_HEADER_NONE {
             return; // dummy packet (TFC), RFC 4303 §2.6
         }
@@ -636,6 +692,7 @@ fn udp_rx_loop(inner: &Inner, sock: &UdpSocket, local: SocketAddr, gro: bool) {
         RecvBatch::new(BATCH, RX_SLOT)
     };
     let mut w = TunWriter::new(inner.opts.tun_rs_gro);
+    let mut known: KnownSource = None;
     let mut busy = false;
     while !inner.stop.load(Ordering::Relaxed) {
         // Under load the socket is read again right away; poll only when it was drained.
@@ -678,7 +735,9 @@ fn udp_rx_loop(inner: &Inner, sock: &UdpSocket, local: SocketAddr, gro: bool) {
                     Natt::Ike(msg) => (inner.ike_sink)(IkeDatagram { local, peer, msg }),
                     Natt::Keepalive => {}
                     Natt::Invalid => inner.counters.drop(DropReason::Malformed),
-                    Natt::Esp(_) => inner.handle_esp(buf, start..end, &mut w),
+                    Natt::Esp(_) => {
+                        inner.handle_esp(buf, start..end, Some(peer), &mut known, &mut w)
+                    }
                 }
                 start = end;
             }
@@ -690,6 +749,7 @@ fn udp_rx_loop(inner: &Inner, sock: &UdpSocket, local: SocketAddr, gro: bool) {
 fn raw_rx_loop(inner: &Inner, sock: &Socket, local: IpAddr) {
     let mut rb = RecvBatch::new(BATCH, RX_SLOT);
     let mut w = TunWriter::new(inner.opts.tun_rs_gro);
+    let mut known: KnownSource = None;
     let mut busy = false;
     while !inner.stop.load(Ordering::Relaxed) {
         // Under load the socket is read again right away; poll only when it was drained.
@@ -730,7 +790,7 @@ fn raw_rx_loop(inner: &Inner, sock: &Socket, local: IpAddr) {
             } else {
                 0
             };
-            inner.handle_esp(buf, start..n, &mut w);
+            inner.handle_esp(buf, start..n, None, &mut known, &mut w);
         }
         w.flush();
     }
@@ -1032,6 +1092,51 @@ impl TunnelShared {
         }
     }
 
+    /// ESP from `from` passed authentication and the replay check on our inbound SA
+    /// `spi` (`sa`, sequence number `seq`), under outbound generation `gen`. When `from`
+    /// is not where the outbound SA (UDP) sends to and the packet is the newest the SA has
+    /// accepted (an older one, in the window but not seen yet, may be a copy an attacker
+    /// held back and resends from elsewhere), records the move for
+    /// [`Tunnel::take_peer_move`] (once per source and generation), counts it and calls
+    /// the hook. Returns whether `from` needs no more checks under `gen`.
+    #[cold]
+    #[inline(never)]
+    fn check_source(
+        &self,
+        gen: u64,
+        from: SocketAddr,
+        spi: u32,
+        seq: u64,
+        sa: &dyn crate::sa::EspInbound,
+    ) -> bool {
+        let out = self.outbound.load();
+        let Some(out) = out.as_deref() else {
+            return true; // nothing to compare with; `set_outbound` changes `gen`
+        };
+        if out.sa.encap != Encap::Udp
+            || (out.sa.peer.ip() == from.ip() && out.sa.peer.port() == from.port())
+        {
+            return true;
+        }
+        if sa.highest_seq() != seq {
+            return false;
+        }
+        {
+            let mut m = lock(&self.peer_move);
+            if m.reported == Some((gen, from)) {
+                return true;
+            }
+            m.reported = Some((gen, from));
+            m.pending = Some((spi, from));
+        }
+        self.counters.peer_moves.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(tunnel = %self.tun().name(), spi = %format_args!("{spi:#010x}"), %from, peer = %out.sa.peer, "ESP from a new peer address");
+        if let Some(hook) = self.peer_move_hook.load().as_ref() {
+            hook(spi, from);
+        }
+        true
+    }
+
     fn acquire(&self, info: &packet::IpInfo) {
         let guard = self.acquire.load();
         let Some(hook) = guard.as_ref() else {
@@ -1101,6 +1206,9 @@ impl Tunnel {
     pub fn set_outbound(&self, sa: Option<OutboundSa>) -> io::Result<()> {
         let Some(sa) = sa else {
             self.shared.outbound.store(None);
+            self.shared
+                .peer_gen
+                .store(next_peer_gen(), Ordering::Release);
             return Ok(());
         };
         let local = self.shared.local;
@@ -1117,7 +1225,29 @@ impl Tunnel {
         self.shared
             .outbound
             .store(Some(Arc::new(OutboundEntry { sa, udp, raw })));
+        // After the store: a worker that read the old generation re-checks.
+        self.shared
+            .peer_gen
+            .store(next_peer_gen(), Ordering::Release);
         Ok(())
+    }
+
+    /// The peer's latest move, once: (our inbound SPI, the new source address) of an
+    /// ESP-in-UDP packet that passed authentication and the replay check, carried the
+    /// highest sequence number its SA has seen, and came from another address or port
+    /// than the outbound SA's peer (NAT rebinding; the kernel's `XFRM_MSG_MAPPING`).
+    /// Feed it to `ikev2::Endpoint::esp_from`, which decides whether to follow (and then
+    /// the daemon calls [`Tunnel::set_outbound`] with the new peer). A source is reported
+    /// once per outbound SA installation; counted in
+    /// [`CountersSnapshot::peer_moves`]. Raw ESP (`encap = esp`) is not watched.
+    pub fn take_peer_move(&self) -> Option<(u32, SocketAddr)> {
+        lock(&self.shared.peer_move).pending.take()
+    }
+
+    /// Sets (or clears) the hook called when a peer move is recorded (see
+    /// [`PeerMoveHook`]; [`Tunnel::take_peer_move`] still returns it).
+    pub fn set_peer_move_hook(&self, hook: Option<PeerMoveHook>) {
+        self.shared.peer_move_hook.store(hook.map(Arc::new));
     }
 
     /// SPI of the current outbound SA, if any.

@@ -528,9 +528,22 @@ fn flows_spread(ordered_tx: bool) {
         .unwrap();
     let client_res = client.join().unwrap();
     let server_res = server.join().unwrap();
-    let (q_tx, q_rx) = std::sync::mpsc::channel();
-    lab.sa.cmd.send(Cmd::QueueStats(q_tx)).unwrap();
-    let per_queue = q_rx.recv().unwrap();
+    // Per-queue counts once the last packets (final ACKs) are out: compared with the
+    // tunnel's counters, read at the stop.
+    let queue_stats = || {
+        let (q_tx, q_rx) = std::sync::mpsc::channel();
+        lab.sa.cmd.send(Cmd::QueueStats(q_tx)).unwrap();
+        q_rx.recv().unwrap()
+    };
+    let mut per_queue = queue_stats();
+    for _ in 0..15 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let now = queue_stats();
+        if now == per_queue {
+            break;
+        }
+        per_queue = now;
+    }
     let [ca, ga, cb, gb] = lab.stop();
     eprintln!("A per TX worker: {per_queue:?}\nA: {ca:?}\nB: {cb:?}");
     client_res.expect("TCP streams sent");
@@ -545,6 +558,211 @@ fn flows_spread(ordered_tx: bool) {
         ca.packets_out,
         "{per_queue:?}"
     );
+    for c in [ca, ga, cb, gb] {
+        assert_eq!(c.total_drops(), 0, "{c:?}");
+    }
+}
+
+/// A minimal IPv4/UDP packet 10.0.0.1:5000 → 10.0.0.2:9 (header checksum set, UDP
+/// checksum 0), inside the lab's traffic selectors.
+fn inner_udp(tag: u8) -> Vec<u8> {
+    let mut p = vec![
+        0x45, 0, 0, 36, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, // IPv4
+        0x13, 0x88, 0, 9, 0, 16, 0, 0, // UDP, 8 bytes of payload
+    ];
+    p.extend_from_slice(&[tag; 8]);
+    let sum: u32 = p[..20]
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    p
+}
+
+/// Peer moves: (inbound SPI, new source).
+type Moves = Vec<(u32, std::net::SocketAddr)>;
+
+/// Asks B for its pending peer move, hook calls and counters until `done(counters)`
+/// (at most 3 s); returns the moves taken, the hook calls and the last counters.
+fn peer_moves(
+    lab: &Lab,
+    done: impl Fn(&dataplane::counters::CountersSnapshot) -> bool,
+) -> (Moves, Moves, dataplane::counters::CountersSnapshot) {
+    let (mut taken, mut hooked) = (Vec::new(), Vec::new());
+    let t0 = std::time::Instant::now();
+    loop {
+        let (tx, rx) = std::sync::mpsc::channel();
+        lab.sb.cmd.send(Cmd::PeerMove(tx)).unwrap();
+        let r = rx.recv().unwrap();
+        taken.extend(r.taken);
+        hooked.extend(r.hook_calls);
+        if done(&r.counters) || t0.elapsed().as_secs() >= 3 {
+            // One more look: a move recorded right after the counters were read.
+            let (tx, rx) = std::sync::mpsc::channel();
+            lab.sb.cmd.send(Cmd::PeerMove(tx)).unwrap();
+            let r = rx.recv().unwrap();
+            taken.extend(r.taken);
+            hooked.extend(r.hook_calls);
+            return (taken, hooked, r.counters);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// NAT rebinding: authenticated ESP from a new source port is reported once
+/// (`take_peer_move` and the hook); a replayed packet, an older packet held back and a
+/// forged one from other ports are not; ESP from the peer's known address never is.
+#[test]
+fn esp_from_a_new_port_reports_the_peer_move_once() {
+    use dataplane::sa::EspOutbound;
+    use std::net::SocketAddr;
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP: {why}");
+        return;
+    }
+    let lab = Lab::start(Encap::Udp);
+    // Ordinary traffic from A's endpoint (192.0.2.1:4500, where B sends): no move.
+    assert!(ping(&lab.a, "10.0.0.1", "10.0.0.2", "3"));
+    let (moves, hooked, base) = peer_moves(&lab, |c| c.packets_in >= 3);
+    assert_eq!((moves.as_slice(), hooked.as_slice()), (&[][..], &[][..]));
+    assert_eq!(base.peer_moves, 0, "{base:?}");
+
+    // A second SA into B's tunnel, sealed here so that the test picks each packet's
+    // sequence number and source port.
+    let (spi, key) = (0x0000_3000u32, [0x33u8; 36]);
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+    lab.sb
+        .cmd
+        .send(Cmd::InstallInbound(spi, key, ack_tx))
+        .unwrap();
+    ack_rx.recv().unwrap();
+    let out = esp::Sa::from_keymat(
+        esp::SaParams::new(spi, esp::Direction::Outbound, esp::Suite::AES256_GCM16),
+        &key,
+    )
+    .unwrap();
+    // Packets with sequence numbers 1..=6.
+    let pkts: Vec<Vec<u8>> = (1..=6u8)
+        .map(|i| {
+            let inner = inner_udp(i);
+            let h = EspOutbound::header_len(&out);
+            let mut buf = vec![0u8; h + inner.len() + EspOutbound::max_trailer_len(&out)];
+            buf[h..h + inner.len()].copy_from_slice(&inner);
+            let r = EspOutbound::seal(&out, &mut buf, h..h + inner.len(), 4).unwrap();
+            buf[r].to_vec()
+        })
+        .collect();
+    let send = |port: u16, pkt: &[u8]| {
+        let pkt = pkt.to_vec();
+        lab.a
+            .run(move || {
+                let s = std::net::UdpSocket::bind(("192.0.2.1", port))?;
+                s.send_to(&pkt, "192.0.2.2:4500")?;
+                Ok(())
+            })
+            .unwrap();
+    };
+    let at = |port: u16| SocketAddr::from(([192, 0, 2, 1], port));
+    let n = base.packets_in;
+
+    // 1. The NAT maps A to a new port: the first authenticated packet from there moves B.
+    send(31000, &pkts[0]);
+    let (moves, hooked, c) = peer_moves(&lab, |c| c.packets_in > n);
+    assert_eq!(moves, [(spi, at(31000))], "{c:?}");
+    assert_eq!(hooked, [(spi, at(31000))], "{c:?}");
+    // 2. More from the new port: already reported.
+    send(31000, &pkts[1]);
+    send(31000, &pkts[2]);
+    let (moves, hooked, c) = peer_moves(&lab, |c| c.packets_in >= n + 3);
+    assert_eq!((moves.as_slice(), hooked.as_slice()), (&[][..], &[][..]));
+    assert_eq!(c.packets_in, n + 3, "{c:?}");
+    // 3. A replay of packet 3 from yet another port: dropped, no move.
+    send(32000, &pkts[2]);
+    let (moves, _, c) = peer_moves(&lab, |c| c.dropped(DropReason::Replay) >= 1);
+    assert_eq!(c.dropped(DropReason::Replay), 1, "{c:?}");
+    assert!(moves.is_empty(), "replay moved the peer: {moves:?}");
+    // 4. Packet 5, then the held-back packet 4 from another port: 4 passes the replay
+    //    window but is not the newest, so it cannot move the tunnel.
+    send(31000, &pkts[4]);
+    send(33000, &pkts[3]);
+    let (moves, _, c) = peer_moves(&lab, |c| c.packets_in >= n + 5);
+    assert_eq!(c.packets_in, n + 5, "{c:?}");
+    assert!(moves.is_empty(), "old packet moved the peer: {moves:?}");
+    // 5. A forged packet 6 (ICV broken) from another port: no move.
+    let mut forged = pkts[5].clone();
+    *forged.last_mut().unwrap() ^= 1;
+    send(34000, &forged);
+    let (moves, _, c) = peer_moves(&lab, |c| c.dropped(DropReason::AuthFailed) >= 1);
+    assert_eq!(c.dropped(DropReason::AuthFailed), 1, "{c:?}");
+    assert!(moves.is_empty(), "forged packet moved the peer: {moves:?}");
+    // 6. The real packet 6 from port 33000: a second move.
+    send(33000, &pkts[5]);
+    let (moves, hooked, c) = peer_moves(&lab, |c| c.packets_in >= n + 6);
+    assert_eq!(moves, [(spi, at(33000))], "{c:?}");
+    assert_eq!(hooked, [(spi, at(33000))], "{c:?}");
+
+    let [_, _, cb, _] = lab.stop();
+    eprintln!("B: {cb:?}");
+    assert_eq!(cb.peer_moves, 2, "{cb:?}");
+}
+
+/// The peer's own traffic through a port rewrite (nftables, in A's namespace: A's ESP
+/// leaves from port 31000 instead of 4500, answers to 31000 come back to 4500, like a NAT
+/// that picked a new mapping): B reports the move once; after B follows it (outbound SA
+/// towards port 31000), traffic flows both ways and nothing more is reported.
+#[test]
+fn nat_port_rewrite_of_the_peers_traffic_is_reported_and_followed() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIP: {why}");
+        return;
+    }
+    if !std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("SKIP: nft not available");
+        return;
+    }
+    let lab = Lab::start(Encap::Udp);
+    assert!(ping(&lab.a, "10.0.0.1", "10.0.0.2", "2"));
+    let (moves, _, base) = peer_moves(&lab, |c| c.packets_in >= 2);
+    assert!(moves.is_empty(), "{moves:?}");
+    // Stateless rewrite before conntrack (priority raw): no NAT state to set up or flush.
+    let rules = "table ip cwpm {\n\
+        chain out { type filter hook output priority -300; udp sport 4500 udp sport set 31000; }\n\
+        chain in { type filter hook prerouting priority -300; udp dport 31000 udp dport set 4500; }\n\
+        }\n";
+    let mut nft = std::process::Command::new("ip")
+        .args(["netns", "exec", lab.a.name(), "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(nft.stdin.as_mut().unwrap(), rules.as_bytes()).unwrap();
+    drop(nft.stdin.take());
+    assert!(nft.wait().unwrap().success(), "nft rules");
+    let new_port = std::net::SocketAddr::from(([192, 0, 2, 1], 31000));
+
+    // Pings still work (B answers to 4500, which A receives directly); B sees the move.
+    assert!(ping(&lab.a, "10.0.0.1", "10.0.0.2", "3"));
+    let (moves, hooked, c) = peer_moves(&lab, |c| c.packets_in >= base.packets_in + 3);
+    assert_eq!(moves, [(common::SPI_AB, new_port)], "{c:?}");
+    assert_eq!(hooked, [(common::SPI_AB, new_port)], "{c:?}");
+    // B follows: its ESP now goes to port 31000 (rewritten back to 4500 in A).
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+    lab.sb.cmd.send(Cmd::SetPeer(new_port, ack_tx)).unwrap();
+    ack_rx.recv().unwrap();
+    assert!(ping(&lab.a, "10.0.0.1", "10.0.0.2", "3"));
+    assert!(ping(&lab.b, "10.0.0.2", "10.0.0.1", "3"));
+    let (moves, _, c) = peer_moves(&lab, |c| c.packets_in >= base.packets_in + 9);
+    assert!(moves.is_empty(), "{moves:?} {c:?}");
+
+    let [ca, ga, cb, gb] = lab.stop();
+    eprintln!("A: {ca:?}\nB: {cb:?}");
+    assert_eq!(cb.peer_moves, 1, "{cb:?}");
+    assert_eq!(ca.peer_moves, 0, "{ca:?}");
     for c in [ca, ga, cb, gb] {
         assert_eq!(c.total_drops(), 0, "{c:?}");
     }

@@ -34,8 +34,24 @@ pub enum Cmd {
     AllowAll(mpsc::Sender<()>),
     /// Report the packets sent by each TX worker (TUN queue).
     QueueStats(mpsc::Sender<Vec<u64>>),
+    /// Report the tunnel's pending peer move (taken), the peer-move hook's calls so far
+    /// (taken) and the counters.
+    PeerMove(mpsc::Sender<PeerMoveReport>),
+    /// Re-install the current outbound SA towards another peer address/port (what the
+    /// daemon does when it follows a peer move); ack when done.
+    SetPeer(SocketAddr, mpsc::Sender<()>),
     /// Report counters and stop.
     Stop,
+}
+
+/// Answer to [`Cmd::PeerMove`].
+pub struct PeerMoveReport {
+    /// `Tunnel::take_peer_move`.
+    pub taken: Option<(u32, SocketAddr)>,
+    /// Calls of the peer-move hook since the last report.
+    pub hook_calls: Vec<(u32, SocketAddr)>,
+    /// The tunnel's counters.
+    pub counters: CountersSnapshot,
 }
 
 thread_local! {
@@ -108,7 +124,14 @@ pub fn start_side(
                 })
             };
             dp.install_inbound(&tunnel, inbound(&remote_ts)?);
-            tunnel.set_outbound(Some(outbound(out_spi, &out_key)?))?;
+            // The outbound SA installed last (`SetPeer` keeps its sequence numbers).
+            let mut current = outbound(out_spi, &out_key)?;
+            tunnel.set_outbound(Some(current.clone()))?;
+            let hook_calls = Arc::new(Mutex::new(Vec::new()));
+            let calls = Arc::clone(&hook_calls);
+            tunnel.set_peer_move_hook(Some(Box::new(move |spi, from| {
+                calls.lock().unwrap().push((spi, from));
+            })));
             assert_eq!(tunnel.outbound_spi(), Some(out_spi));
             ready_tx.send(()).ok();
             for cmd in cmd_rx {
@@ -120,7 +143,13 @@ pub fn start_side(
                         ack.send(()).ok();
                     }
                     Cmd::SwitchOutbound(spi, key, ack) => {
-                        tunnel.set_outbound(Some(outbound(spi, &key)?))?;
+                        current = outbound(spi, &key)?;
+                        tunnel.set_outbound(Some(current.clone()))?;
+                        ack.send(()).ok();
+                    }
+                    Cmd::SetPeer(peer, ack) => {
+                        current.peer = peer;
+                        tunnel.set_outbound(Some(current.clone()))?;
                         ack.send(()).ok();
                     }
                     Cmd::RemoveInbound(spi, ack) => {
@@ -135,6 +164,14 @@ pub fn start_side(
                     }
                     Cmd::QueueStats(ack) => {
                         ack.send(tunnel.queue_packets_out()).ok();
+                    }
+                    Cmd::PeerMove(ack) => {
+                        let report = PeerMoveReport {
+                            taken: tunnel.take_peer_move(),
+                            hook_calls: std::mem::take(&mut *hook_calls.lock().unwrap()),
+                            counters: tunnel.counters(),
+                        };
+                        ack.send(report).ok();
                     }
                     Cmd::Stop => break,
                 }
