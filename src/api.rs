@@ -11,14 +11,27 @@
 //!   `ike_sa` ([`IkeSaStatus`] or null), `child_sas` ([`ChildSaStatus`]), `counters`
 //!   ([`Counters`]: `bytes_in`, `bytes_out`, `packets_in`, `packets_out`), `drops`
 //!   (reason → count: `no_outbound_sa`, `unknown_spi`, `auth_failed`, `replay`, `policy`,
-//!   `malformed`, `too_big`, `seal_failed`, `io_error`), `last_error`).
+//!   `malformed`, `too_big`, `seal_failed`, `io_error`), `last_error`, `ike_dos`
+//!   ([`IkeDos`], the responder's IKE_SA_INIT flood protection: `cookies_sent`,
+//!   `rate_limited`, `half_open_full` (counters), `half_open` (IKE SAs half-open now))).
+//! * `dataplane_drops` in `causeway status --json` (reason → count, only non-zero ones):
+//!   the data-plane reasons above for packets that belong to no tunnel, plus
+//!   `ike_unknown_peer` (IKE datagrams from an address that is no tunnel's peer, dropped
+//!   unparsed) and `ike_backlog` (IKE datagrams dropped because the tunnel's task was
+//!   behind, i.e. its queue was full).
 //! * `causeway bgp --json`: the `bgp` array ([`NeighborStatus`]: `address`, `remote_asn`,
 //!   `tunnel`, `state` = `Idle`|`Connect`|`Active`|`OpenSent`|`OpenConfirm`|`Established`,
 //!   `uptime_secs`, `prefixes_received`, `prefixes_accepted`, `prefixes_advertised`,
 //!   `last_error`).
 //! * `causeway routes --json`: the `routes` array ([`RouteStatus`]: `prefix`, `source` =
 //!   `static` (a remote traffic selector) | `bgp` | `underlay` (host route pinning the peer
-//!   for forced tunneling), `tunnel`, `interface`, `next_hop`, `as_path`, `installed`).
+//!   for forced tunneling), `tunnel`, `interface`, `next_hop`, `as_path`, `installed`,
+//!   `next_hops`). `tunnel`/`interface`/`next_hop` name the first path; `next_hops` lists
+//!   every path of the kernel route ([`RouteNextHop`]: `tunnel`, `interface`, `address` =
+//!   the BGP next hop, null for a selector route): a BGP route learned over several
+//!   tunnels is ECMP over them, and a selector prefix that several tunnels carry is one
+//!   route over those of them that are up (over all of them while none is). IPv6 routes
+//!   have one path (the kernel's IPv6 multipath needs gateways). Empty for `underlay`.
 //!
 //! The wire protocol of the control socket is one JSON object per line each way:
 //! `{"cmd":"status"}` (also `sa`, `bgp`, `routes`), `{"cmd":"initiate","tunnel":"azure"}`,
@@ -155,6 +168,35 @@ pub struct TunnelStatus {
     pub drops: BTreeMap<String, u64>,
     /// The last error seen on this tunnel.
     pub last_error: Option<String>,
+    /// IKE_SA_INIT flood protection of the tunnel's IKE responder.
+    #[serde(default)]
+    pub ike_dos: IkeDos,
+}
+
+/// What the IKE responder's DoS protection (RFC 7296 §2.6) did, since the daemon started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IkeDos {
+    /// IKE_SA_INIT requests answered with a COOKIE (too many half-open IKE SAs).
+    #[serde(default)]
+    pub cookies_sent: u64,
+    /// IKE_SA_INIT requests dropped by the per-source rate limit.
+    #[serde(default)]
+    pub rate_limited: u64,
+    /// IKE_SA_INIT requests dropped because the half-open table was full, or the source
+    /// address had too many half-open IKE SAs.
+    #[serde(default)]
+    pub half_open_full: u64,
+    /// IKE SAs half-open now (responder, waiting for IKE_AUTH): a gauge.
+    #[serde(default)]
+    pub half_open: u64,
+}
+
+impl IkeDos {
+    /// Whether the protection ever acted: a cookie sent or a request dropped (a
+    /// half-open IKE SA alone is any responder's normal handshake).
+    pub fn engaged(&self) -> bool {
+        self.cookies_sent > 0 || self.rate_limited > 0 || self.half_open_full > 0
+    }
 }
 
 /// Packets and bytes in both directions.
@@ -253,4 +295,49 @@ pub struct RouteStatus {
     pub as_path: Vec<u32>,
     /// Whether it is installed in the kernel.
     pub installed: bool,
+    /// Every path of the kernel route (ECMP), first one first. Absent from older daemons.
+    #[serde(default)]
+    pub next_hops: Vec<RouteNextHop>,
+}
+
+/// One path of a route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteNextHop {
+    /// Tunnel it points into.
+    pub tunnel: String,
+    /// TUN device.
+    pub interface: String,
+    /// BGP next hop; `None` for a selector route.
+    pub address: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ike_dos_is_in_the_json_and_optional_on_input() {
+        let t = TunnelStatus {
+            name: "azure".into(),
+            ike_dos: IkeDos {
+                cookies_sent: 1234,
+                rate_limited: 5,
+                half_open_full: 2,
+                half_open: 10,
+            },
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["ike_dos"]["cookies_sent"], 1234);
+        assert_eq!(v["ike_dos"]["rate_limited"], 5);
+        assert_eq!(v["ike_dos"]["half_open_full"], 2);
+        assert_eq!(v["ike_dos"]["half_open"], 10);
+        // Output of an older daemon (no `ike_dos`) still parses.
+        let mut old = v.clone();
+        old.as_object_mut().unwrap().remove("ike_dos");
+        let back: TunnelStatus = serde_json::from_value(old).unwrap();
+        assert_eq!(back.ike_dos, IkeDos::default());
+        let back: TunnelStatus = serde_json::from_value(v).unwrap();
+        assert_eq!(back.ike_dos, t.ike_dos);
+    }
 }

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::api::{NeighborStatus, RouteStatus};
+use crate::api::{NeighborStatus, RouteNextHop, RouteStatus};
 use crate::daemon::{lock, Shared};
 
 /// Kernel route operations sent in one `apply_routes` call (one netlink datagram per
@@ -22,6 +22,9 @@ use crate::daemon::{lock, Shared};
 const FIB_BATCH: usize = 2048;
 /// Input messages handled per loop turn before the FIB is programmed.
 const INPUT_BATCH: usize = 32;
+/// Batches handed to the FIB thread and not yet done. While this many are out and a
+/// full batch is pending, the task reads no input (timers and keepalives keep running).
+const FIB_INFLIGHT: usize = 3;
 
 /// Observable BGP state. Routes are not copied here: `causeway routes` is built on
 /// demand from the speaker's RIB, plus the few prefixes the kernel did not take.
@@ -99,13 +102,30 @@ impl BgpShared {
         let mut out = Vec::with_capacity(rib.len());
         for (prefix, e) in rib.loc_iter() {
             let (best_nb, best) = e.best();
-            // The first ECMP next hop, as the kernel route's first path.
-            let (nh, nb) = e.next_hops().next().unwrap_or((best.next_hop, best_nb));
-            let (tunnel, interface) = self
-                .nb_tunnels
-                .get(nb as usize)
-                .cloned()
-                .unwrap_or_default();
+            let hop = |(nh, nb): (IpAddr, NeighborId)| {
+                let (tunnel, interface) = self
+                    .nb_tunnels
+                    .get(nb as usize)
+                    .cloned()
+                    .unwrap_or_default();
+                RouteNextHop {
+                    tunnel,
+                    interface,
+                    address: Some(nh.to_string()),
+                }
+            };
+            // Every ECMP next hop (IPv6: the first, as in the kernel).
+            let mut next_hops: Vec<RouteNextHop> = e.next_hops().map(hop).collect();
+            if next_hops.is_empty() {
+                next_hops.push(hop((best.next_hop, best_nb)));
+            }
+            // One path per tunnel, as the kernel route has them.
+            let mut seen = HashSet::new();
+            next_hops.retain(|h| seen.insert(h.tunnel.clone()));
+            if prefix.addr().is_ipv6() {
+                next_hops.truncate(1);
+            }
+            let first = next_hops.first().cloned().unwrap_or_default();
             let as_path = best
                 .attrs
                 .as_path
@@ -120,11 +140,12 @@ impl BgpShared {
             out.push(RouteStatus {
                 prefix: prefix.to_string(),
                 source: "bgp".into(),
-                tunnel,
-                interface,
-                next_hop: Some(nh.to_string()),
+                tunnel: first.tunnel,
+                interface: first.interface,
+                next_hop: first.address,
                 as_path,
                 installed: !fib.not_installed.contains(&prefix),
+                next_hops,
             });
         }
         out
@@ -418,13 +439,54 @@ enum FibOp {
     Del(Prefix),
 }
 
+/// Kernel operations for the FIB thread, with the prefix of each and the prefixes that
+/// were not ours to route (book-kept when the batch is done, in order).
+struct FibBatch {
+    ops: Vec<RouteOp>,
+    keys: Vec<Prefix>,
+    skipped: Vec<(Prefix, String)>,
+}
+
+/// A batch the FIB thread applied: per-operation failures (index into `ops`), or the
+/// error that failed the whole batch.
+struct FibDone {
+    batch: FibBatch,
+    result: std::io::Result<Vec<(usize, std::io::Error)>>,
+}
+
+/// The FIB thread: applies batches in order with `apply_routes` (blocking netlink),
+/// so a large table change never stalls the BGP task (keepalives, hold timers of the
+/// other sessions). Ends when the task drops its sender, after the queued batches.
+fn spawn_fib_thread(
+    shared: Arc<Shared>,
+) -> std::io::Result<(mpsc::Sender<FibBatch>, mpsc::UnboundedReceiver<FibDone>)> {
+    let (tx, mut rx) = mpsc::channel::<FibBatch>(FIB_INFLIGHT);
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("causeway-fib".into())
+        .spawn(move || {
+            while let Some(batch) = rx.blocking_recv() {
+                let result = lock(&shared.nl).apply_routes(&batch.ops);
+                // Applied even when nobody reads the result any more (shutdown).
+                let _ = done_tx.send(FibDone { batch, result });
+            }
+        })?;
+    Ok((tx, done_rx))
+}
+
 struct Task {
     /// Shared with [`BgpShared`] (status output reads the RIB). Locked only for single
     /// calls or to drain output, never across an await or while programming the kernel.
     speaker: Arc<Mutex<Speaker>>,
     nbs: HashMap<NeighborId, Nb>,
-    /// FIB changes not yet sent to the kernel.
+    /// FIB changes not yet handed to the FIB thread.
     pending: Vec<FibOp>,
+    /// To the FIB thread (kernel programming blocks; it must not stall the sessions).
+    fib_tx: mpsc::Sender<FibBatch>,
+    /// Batches out at the FIB thread.
+    inflight: usize,
+    /// Empty batches for reuse.
+    pool: Vec<FibBatch>,
     shared: Arc<Shared>,
     tx: mpsc::Sender<BgpIn>,
     conns: HashMap<(NeighborId, bool), Conn>,
@@ -447,7 +509,7 @@ impl Task {
             self.shared
                 .tunnels
                 .get(n.tunnel)
-                .is_some_and(|t| t.is_established())
+                .is_some_and(|t| crate::daemon::tunnel_usable(t))
         })
     }
 
@@ -612,23 +674,37 @@ impl Task {
         true
     }
 
-    /// Drain transmits, events and connect requests, then program the kernel with the
-    /// FIB changes of this turn and publish the neighbor states.
+    /// Drain transmits, events and connect requests, hand the FIB changes of this turn
+    /// to the FIB thread and publish the neighbor states.
     fn flush(&mut self) {
-        self.drain();
-        self.apply_fib();
+        loop {
+            self.drain();
+            let out = self.inflight;
+            self.submit_fib(true);
+            // A batch went out: the speaker may hold more events (the drain stops at a
+            // full batch). Take them now, or its queue grows while input goes on.
+            if self.inflight == out || self.fib_backlogged() {
+                break;
+            }
+        }
         self.publish();
     }
 
-    /// Drain transmits, events and connect requests. FIB changes are queued and sent
-    /// whenever [`FIB_BATCH`] of them are pending (so neither the event queue nor the
-    /// batch grows with the table).
+    /// Whether the FIB thread is behind: a full batch waits and [`FIB_INFLIGHT`] are out
+    /// (the speaker may hold more events). Input waits then; timers do not.
+    fn fib_backlogged(&self) -> bool {
+        self.pending.len() >= FIB_BATCH
+    }
+
+    /// Drain transmits, events and connect requests. FIB changes are queued and handed
+    /// to the FIB thread in batches of [`FIB_BATCH`]; while it is behind, events stay
+    /// in the speaker (so neither the event queue nor the batches grow with the table).
     fn drain(&mut self) {
         loop {
             let (transmits, events, connects) = {
                 let mut sp = self.sp();
                 let t: Vec<_> = std::iter::from_fn(|| sp.poll_transmit()).collect();
-                let room = FIB_BATCH.saturating_sub(self.pending.len()).max(1);
+                let room = FIB_BATCH.saturating_sub(self.pending.len());
                 let e: Vec<_> = std::iter::from_fn(|| sp.poll_event()).take(room).collect();
                 let c: Vec<_> = std::iter::from_fn(|| sp.poll_connect()).collect();
                 (t, e, c)
@@ -643,10 +719,8 @@ impl Task {
             }
             for ev in events {
                 self.event(ev);
-                if self.pending.len() >= FIB_BATCH {
-                    self.apply_fib();
-                }
             }
+            self.submit_fib(false);
             for id in connects {
                 // With start_action = trap the SYN itself brings the tunnel up.
                 if self.tunnel_established(id) || self.tunnel_traps(id) {
@@ -741,95 +815,116 @@ impl Task {
         ))
     }
 
-    /// Sends the pending FIB changes to the kernel in batches (no ACK wait per route).
-    /// A refused route is logged, counted and shown as not installed; the RIB keeps it.
-    fn apply_fib(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let pending = std::mem::take(&mut self.pending);
+    /// Hands pending FIB changes to the FIB thread as kernel operations, full batches
+    /// only unless `partial`, while fewer than [`FIB_INFLIGHT`] batches are out. The
+    /// thread applies them in order; [`Task::fib_done`] does the book-keeping.
+    fn submit_fib(&mut self, partial: bool) {
         let (proto, table) = (self.shared.proto, self.shared.table);
-        let mut ops: Vec<RouteOp> = Vec::with_capacity(pending.len().min(FIB_BATCH));
-        let mut keys: Vec<Prefix> = Vec::with_capacity(pending.len().min(FIB_BATCH));
-        let mut skipped: Vec<(Prefix, String)> = Vec::new();
-        let mut installed: Vec<Prefix> = Vec::new();
-        let mut failed: Vec<(Prefix, std::io::Error)> = Vec::new();
-        let mut removed: Vec<Prefix> = Vec::new();
-        let mut pending = pending.into_iter().peekable();
-        while pending.peek().is_some() {
-            ops.clear();
-            keys.clear();
-            for op in pending.by_ref().take(FIB_BATCH) {
+        while self.inflight < FIB_INFLIGHT
+            && (self.pending.len() >= FIB_BATCH || (partial && !self.pending.is_empty()))
+        {
+            let n = self.pending.len().min(FIB_BATCH);
+            // Batches are reused (no allocation churn per batch).
+            let mut b = self.pool.pop().unwrap_or_else(|| FibBatch {
+                ops: Vec::with_capacity(FIB_BATCH),
+                keys: Vec::with_capacity(FIB_BATCH),
+                skipped: Vec::new(),
+            });
+            let mut pending = std::mem::take(&mut self.pending);
+            for op in pending.drain(..n) {
                 match op {
                     FibOp::Set(prefix, nh) => match self.kernel_route(prefix, &nh) {
                         Ok(r) => {
-                            ops.push(RouteOp::Replace(r));
-                            keys.push(prefix);
+                            b.ops.push(RouteOp::Replace(r));
+                            b.keys.push(prefix);
                         }
                         Err(why) => {
                             // Not ours to route: make sure no older version stays.
                             if let Some(dst) = prefix_net(prefix) {
-                                ops.push(RouteOp::Delete(Route::delete_key(dst, proto, table)));
-                                keys.push(prefix);
+                                b.ops
+                                    .push(RouteOp::Delete(Route::delete_key(dst, proto, table)));
+                                b.keys.push(prefix);
                             }
-                            skipped.push((prefix, why));
+                            b.skipped.push((prefix, why));
                         }
                     },
                     FibOp::Del(prefix) => {
                         if let Some(dst) = prefix_net(prefix) {
-                            ops.push(RouteOp::Delete(Route::delete_key(dst, proto, table)));
-                            keys.push(prefix);
+                            b.ops
+                                .push(RouteOp::Delete(Route::delete_key(dst, proto, table)));
+                            b.keys.push(prefix);
                         }
                     }
                 }
             }
-            let res = lock(&self.shared.nl).apply_routes(&ops);
-            let mut bad = vec![false; ops.len()];
-            match res {
-                Ok(failures) => {
-                    for (i, e) in failures {
-                        let Some(b) = bad.get_mut(i) else { continue };
-                        *b = true;
-                        let is_delete = matches!(ops.get(i), Some(RouteOp::Delete(_)));
-                        // Deleting a route that is not there (never installed, or gone
-                        // with its device) is fine.
-                        if is_delete && e.raw_os_error() == Some(libc::ESRCH) {
-                            continue;
-                        }
-                        if let Some(p) = keys.get(i) {
-                            failed.push((*p, e));
-                        }
-                    }
-                }
+            self.pending = pending;
+            match self.fib_tx.try_send(b) {
+                Ok(()) => self.inflight += 1,
                 Err(e) => {
-                    tracing::warn!(error = %e, n = ops.len(), "netlink batch failed");
-                    bad.iter_mut().for_each(|b| *b = true);
-                    for (i, p) in keys.iter().enumerate() {
-                        if matches!(ops.get(i), Some(RouteOp::Replace(_))) {
-                            failed.push((*p, std::io::Error::other(e.to_string())));
-                        }
-                    }
-                }
-            }
-            for (i, op) in ops.iter().enumerate() {
-                let Some(p) = keys.get(i) else { continue };
-                match op {
-                    RouteOp::Replace(_) if !bad[i] => installed.push(*p),
-                    RouteOp::Replace(_) => {}
-                    RouteOp::Delete(_) => removed.push(*p),
+                    // Only if the FIB thread is gone (it never is while the task runs).
+                    tracing::error!("the FIB thread is not running: {e}");
+                    return;
                 }
             }
         }
+    }
+
+    /// Book-keeping of a batch the FIB thread applied. A refused route is logged,
+    /// counted and shown as not installed; the RIB keeps it.
+    fn fib_done(&mut self, done: FibDone) {
+        self.inflight = self.inflight.saturating_sub(1);
+        let FibDone { mut batch, result } = done;
+        let mut bad = vec![false; batch.ops.len()];
+        let mut failed: Vec<(Prefix, std::io::Error)> = Vec::new();
+        match result {
+            Ok(failures) => {
+                for (i, e) in failures {
+                    let Some(b) = bad.get_mut(i) else { continue };
+                    *b = true;
+                    let is_delete = matches!(batch.ops.get(i), Some(RouteOp::Delete(_)));
+                    // Deleting a route that is not there (never installed, or gone
+                    // with its device) is fine.
+                    if is_delete && e.raw_os_error() == Some(libc::ESRCH) {
+                        continue;
+                    }
+                    if let Some(p) = batch.keys.get(i) {
+                        failed.push((*p, e));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, n = batch.ops.len(), "netlink batch failed");
+                bad.iter_mut().for_each(|b| *b = true);
+                for (i, p) in batch.keys.iter().enumerate() {
+                    if matches!(batch.ops.get(i), Some(RouteOp::Replace(_))) {
+                        failed.push((*p, std::io::Error::other(e.to_string())));
+                    }
+                }
+            }
+        }
+        let (mut installed, mut removed) = (0usize, 0usize);
         // Book-keeping: only the exceptions are stored per prefix. Lock order as in
         // `BgpShared::routes`: speaker, then fib.
         let sp = self.sp();
         let mut fib = lock(&self.shared.bgp.fib);
-        if !fib.not_installed.is_empty() {
-            for p in removed.iter().chain(installed.iter()) {
+        for (i, op) in batch.ops.iter().enumerate() {
+            let Some(p) = batch.keys.get(i) else { continue };
+            let done = match op {
+                RouteOp::Replace(_) if !bad[i] => {
+                    installed += 1;
+                    true
+                }
+                RouteOp::Replace(_) => false,
+                RouteOp::Delete(_) => {
+                    removed += 1;
+                    true
+                }
+            };
+            if done && !fib.not_installed.is_empty() {
                 fib.not_installed.remove(p);
             }
         }
-        for (p, why) in &skipped {
+        for (p, why) in &batch.skipped {
             tracing::info!(prefix = %p, reason = %why, "learned route not installed");
             fib.not_installed.insert(*p);
         }
@@ -845,18 +940,24 @@ impl Task {
         }
         fib.errors += n_failed as u64;
         // A prefix removed from the RIB is no exception any more.
-        if !fib.not_installed.is_empty() && !removed.is_empty() {
+        if !fib.not_installed.is_empty() && removed > 0 {
             fib.not_installed.retain(|p| sp.rib().loc(p).is_some());
         }
         drop(fib);
         drop(sp);
-        if !installed.is_empty() || !removed.is_empty() {
+        if installed > 0 || removed > 0 {
             tracing::debug!(
-                installed = installed.len(),
-                removed = removed.len(),
+                installed,
+                removed,
                 failed = n_failed,
                 "BGP routes programmed"
             );
+        }
+        batch.ops.clear();
+        batch.keys.clear();
+        batch.skipped.clear();
+        if self.pool.len() <= FIB_INFLIGHT {
+            self.pool.push(batch);
         }
     }
 
@@ -924,12 +1025,23 @@ async fn run(
     mut rx: mpsc::Receiver<BgpIn>,
     tx: mpsc::Sender<BgpIn>,
 ) {
+    let (fib_tx, mut fib_done) = match spawn_fib_thread(Arc::clone(&shared)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the FIB thread: BGP not started");
+            return;
+        }
+    };
+    let mut tunnel_events = shared.tunnel_events.subscribe();
     let speaker = Arc::new(Mutex::new(speaker));
     *lock(&shared.bgp.speaker) = Some(Arc::clone(&speaker));
     let mut t = Task {
         speaker,
         nbs,
         pending: Vec::new(),
+        fib_tx,
+        inflight: 0,
+        pool: Vec::new(),
         shared,
         tx,
         conns: HashMap::new(),
@@ -939,11 +1051,14 @@ async fn run(
     t.check_tunnels();
     t.sp().start(Instant::now());
     t.flush();
+    // Tunnel up/down comes as an event (the tunnel tasks signal Child SA changes); the
+    // tick is the fallback.
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         let timer = t.sp().poll_timeout();
+        let input = !t.fib_backlogged();
         tokio::select! {
-            m = rx.recv() => {
+            m = rx.recv(), if input => {
                 let Some(m) = m else { break };
                 if !t.input(m) { break; }
                 // Take what else is queued (up to a bound), so the kernel gets large
@@ -951,6 +1066,11 @@ async fn run(
                 let mut more = true;
                 for _ in 1..INPUT_BATCH {
                     t.drain();
+                    // The FIB thread is behind: the speaker keeps the events of what was
+                    // read; read no more until a batch is done (bounds that queue).
+                    if t.fib_backlogged() {
+                        break;
+                    }
                     match rx.try_recv() {
                         Ok(m) => {
                             if !t.input(m) {
@@ -964,15 +1084,34 @@ async fn run(
                 if !more { break; }
             }
             _ = sleep_opt(timer) => t.sp().handle_timeout(Instant::now()),
+            Some(d) = fib_done.recv() => t.fib_done(d),
+            r = tunnel_events.changed() => {
+                if r.is_ok() {
+                    t.check_tunnels();
+                }
+            }
             _ = tick.tick() => t.check_tunnels(),
         }
         t.flush();
     }
-    // Shutdown: Cease to every neighbor, give the writers a moment.
+    // Shutdown: Cease to every neighbor, give the writers a moment, and wait for the
+    // FIB thread to withdraw the routes (`stop` bounds the wait).
     t.sp().stop(Instant::now(), "causeway shutting down");
     t.flush();
     t.conns.clear();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let linger = tokio::time::sleep(Duration::from_millis(200));
+    tokio::pin!(linger);
+    let mut lingered = false;
+    while !lingered || t.inflight > 0 || !t.pending.is_empty() {
+        tokio::select! {
+            _ = &mut linger, if !lingered => lingered = true,
+            d = fib_done.recv() => match d {
+                Some(d) => t.fib_done(d),
+                None => break,
+            },
+        }
+        t.flush();
+    }
 }
 
 #[cfg(test)]

@@ -5,19 +5,19 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use dataplane::netlink::{Netlink, Route};
+use dataplane::netlink::{Netlink, NextHop, Route};
 use dataplane::tun::TunConfig;
 use dataplane::{Dataplane, IkeDatagram, TunnelConfig};
 use ipnet::IpNet;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::api::{Request, Response, RouteStatus, Snapshot};
+use crate::api::{Request, Response, RouteNextHop, RouteStatus, Snapshot};
 use crate::control::{Call, ControlSocket};
 use crate::notify::notify;
 use crate::tunnel::{self, IkeIn, TunnelCmd, TunnelRt};
@@ -46,8 +46,13 @@ pub struct Shared {
     pub table: u32,
     /// The tunnels, in config order.
     pub tunnels: Vec<Arc<TunnelRt>>,
-    /// Routes we installed for remote traffic selectors (and underlay protection).
-    pub static_routes: Mutex<Vec<(Route, RouteStatus)>>,
+    /// Routes for the remote traffic selectors (and underlay protection).
+    pub static_routes: Mutex<StaticRoutes>,
+    /// Bumped whenever a tunnel becomes usable or stops being usable (see
+    /// [`tunnel_usable`]): the BGP task and the selector routes follow at once.
+    pub tunnel_events: tokio::sync::watch::Sender<u64>,
+    /// Per tunnel (config order): usable at the last [`Shared::tunnel_changed`].
+    tunnel_usable: Vec<AtomicBool>,
     /// BGP state (neighbors and learned routes).
     pub bgp: crate::bgpd::BgpShared,
     /// Port-500 sockets by local IP (unspecified address = any).
@@ -62,10 +67,12 @@ pub struct Shared {
 impl Shared {
     /// Everything the control socket and the metrics endpoint report.
     pub fn snapshot(&self) -> Snapshot {
-        let mut routes: Vec<RouteStatus> = lock(&self.static_routes)
+        let names: Vec<(String, String)> = self
+            .tunnels
             .iter()
-            .map(|(_, s)| s.clone())
+            .map(|t| (t.cfg.name.clone(), t.cfg.interface.clone()))
             .collect();
+        let mut routes = lock(&self.static_routes).status(&names);
         routes.extend(self.bgp.routes());
         Snapshot {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -92,6 +99,23 @@ impl Shared {
                     .filter(|(_, n)| *n > 0)
                     .collect()
             },
+        }
+    }
+
+    /// Called by a tunnel's task after it handled an IKE event: when the tunnel became
+    /// usable or stopped being usable, wake the tasks that route into it.
+    pub fn tunnel_changed(&self, t: &TunnelRt) {
+        let Some(i) = self.tunnels.iter().position(|x| std::ptr::eq(&**x, t)) else {
+            return;
+        };
+        let now = tunnel_usable(t);
+        let changed = self
+            .tunnel_usable
+            .get(i)
+            .is_some_and(|u| u.swap(now, Ordering::AcqRel) != now);
+        if changed {
+            tracing::debug!(tunnel = %t.cfg.name, usable = now, "tunnel usability changed");
+            self.tunnel_events.send_modify(|g| *g = g.wrapping_add(1));
         }
     }
 
@@ -289,6 +313,7 @@ async fn daemon_main(
         receivers.push(rx);
     }
 
+    let tunnel_usable = tunnels.iter().map(|_| AtomicBool::new(false)).collect();
     let shared = Arc::new(Shared {
         started,
         dp,
@@ -296,7 +321,9 @@ async fn daemon_main(
         proto,
         table,
         tunnels,
-        static_routes: Mutex::new(Vec::new()),
+        static_routes: Mutex::new(StaticRoutes::default()),
+        tunnel_events: tokio::sync::watch::Sender::new(0),
+        tunnel_usable,
         bgp: crate::bgpd::BgpShared::new(&cfg),
         ike_sockets,
         ike_unknown_peer: AtomicU64::new(0),
@@ -304,6 +331,7 @@ async fn daemon_main(
     });
 
     install_static_routes(&shared);
+    let static_task = tokio::spawn(follow_tunnels(Arc::clone(&shared)));
 
     // Port-500 receive loops.
     for (addr, sock) in &shared.ike_sockets {
@@ -401,10 +429,7 @@ async fn daemon_main(
                 let up = s.tunnels.iter().filter(|t| t.is_established()).count();
                 let nbs = s.bgp.neighbors();
                 let est = nbs.iter().filter(|n| n.state == "Established").count();
-                let statics = lock(&s.static_routes)
-                    .iter()
-                    .filter(|(_, st)| st.installed)
-                    .count();
+                let statics = lock(&s.static_routes).installed();
                 let line = format!(
                     "STATUS={up}/{} tunnels up, {est}/{} BGP sessions Established, {} routes",
                     s.tunnels.len(),
@@ -455,6 +480,7 @@ async fn daemon_main(
     for task in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
     }
+    static_task.abort();
     remove_static_routes(&shared);
     for t in &shared.tunnels {
         t.remove_all_sas(&shared.dp);
@@ -577,80 +603,250 @@ async fn wait_for_stop(config_path: &Path, mut on_reload: impl FnMut(config::Con
     }
 }
 
+/// Whether a tunnel can carry traffic now: a Child SA is installed and the data path has
+/// an outbound SA for it (none while the last one is being deleted).
+pub fn tunnel_usable(t: &TunnelRt) -> bool {
+    t.is_established() && t.dp.outbound_spi().is_some()
+}
+
+/// Causeway's routes for the tunnels' remote traffic selectors.
+///
+/// A selector prefix is ONE kernel route whatever the number of tunnels that carry it
+/// (two tunnels to an active-active gateway both carry `10.2.0.0/16`, or both forced
+/// tunneling's `0.0.0.0/1` + `128.0.0.0/1`): a multipath route over the TUN devices of
+/// those tunnels that are usable, updated when one comes up or goes down. While none of
+/// them is usable the route stays over all of them (traffic is dropped, or brings up a
+/// `start_action = trap` tunnel; it never leaves unencrypted by a less specific route).
+/// IPv6 takes no device-only multipath (the kernel needs gateways for IPv6 ECMP): an
+/// IPv6 selector route goes through the first usable tunnel in config order instead.
+#[derive(Debug, Default)]
+pub struct StaticRoutes {
+    /// Underlay host routes pinning the peers (forced tunneling).
+    pins: Vec<(Route, RouteStatus)>,
+    /// One per selector prefix.
+    routes: Vec<SelectorRoute>,
+    /// Shutdown: the routes are gone and stay gone.
+    stopped: bool,
+}
+
+/// One selector prefix and the tunnels that carry it.
+#[derive(Debug)]
+struct SelectorRoute {
+    dst: IpNet,
+    /// Tunnels (indices into [`Shared::tunnels`], config order) whose remote_ts has it.
+    tunnels: Vec<usize>,
+    /// The tunnels the kernel route goes through now (empty: not installed).
+    kernel: Vec<usize>,
+}
+
+impl StaticRoutes {
+    /// The tunnels `r` should go through, given which tunnels are usable.
+    fn wanted(r: &SelectorRoute, usable: &[bool]) -> Vec<usize> {
+        let up: Vec<usize> = r
+            .tunnels
+            .iter()
+            .copied()
+            .filter(|i| usable.get(*i).copied().unwrap_or(false))
+            .collect();
+        let mut want = if up.is_empty() { r.tunnels.clone() } else { up };
+        if r.dst.addr().is_ipv6() {
+            want.truncate(1);
+        }
+        want
+    }
+
+    /// Status lines: the pins, then one per selector prefix with its next hops as the
+    /// kernel has them. `names`: (tunnel, TUN device) per tunnel, config order.
+    fn status(&self, names: &[(String, String)]) -> Vec<RouteStatus> {
+        let name = |i: usize| names.get(i).cloned().unwrap_or_default();
+        let mut out: Vec<RouteStatus> = self.pins.iter().map(|(_, s)| s.clone()).collect();
+        for r in &self.routes {
+            let first = r.kernel.first().or(r.tunnels.first()).copied();
+            let (tunnel, interface) = first.map(name).unwrap_or_default();
+            out.push(RouteStatus {
+                prefix: r.dst.to_string(),
+                source: "static".into(),
+                tunnel,
+                interface,
+                next_hop: None,
+                as_path: vec![],
+                installed: !r.kernel.is_empty(),
+                next_hops: r
+                    .kernel
+                    .iter()
+                    .map(|i| {
+                        let (tunnel, interface) = name(*i);
+                        RouteNextHop {
+                            tunnel,
+                            interface,
+                            address: None,
+                        }
+                    })
+                    .collect(),
+            });
+        }
+        out
+    }
+
+    /// Routes in the kernel now.
+    fn installed(&self) -> usize {
+        self.pins.len() + self.routes.iter().filter(|r| !r.kernel.is_empty()).count()
+    }
+}
+
 /// Routes for the tunnels' remote traffic selectors through their TUN devices, plus an
 /// underlay host route to the peer when a selector is a default route.
 fn install_static_routes(shared: &Shared) {
-    let mut nl = lock(&shared.nl);
-    let mut installed = lock(&shared.static_routes);
-    for t in &shared.tunnels {
-        let ifindex = t.dp.ifindex();
-        if t.cfg.remote_ts.iter().any(|n| n.prefix_len() == 0) {
-            for peer in &t.cfg.remote_addrs {
-                match nl.protect_peer(*peer, shared.proto, shared.table) {
-                    Ok(r) => {
-                        tracing::info!(tunnel = %t.cfg.name, %peer, "underlay host route pinned (forced tunneling)");
-                        let st = RouteStatus {
-                            prefix: IpNet::from(*peer).to_string(),
-                            source: "underlay".into(),
-                            tunnel: t.cfg.name.clone(),
-                            interface: String::new(),
-                            next_hop: r.gateway.map(|g| g.to_string()),
-                            as_path: vec![],
-                            installed: true,
-                        };
-                        installed.push((r, st));
+    let mut st = lock(&shared.static_routes);
+    {
+        let mut nl = lock(&shared.nl);
+        for (ti, t) in shared.tunnels.iter().enumerate() {
+            if t.cfg.remote_ts.iter().any(|n| n.prefix_len() == 0) {
+                for peer in &t.cfg.remote_addrs {
+                    // Pinned once, also when several tunnels go to the same peer.
+                    if st.pins.iter().any(|(r, _)| r.dst == IpNet::from(*peer)) {
+                        continue;
                     }
-                    Err(e) => {
-                        tracing::error!(tunnel = %t.cfg.name, %peer, error = %e, "cannot pin the underlay route to the peer; not installing the default route");
-                        t.set_error(format!("underlay protection failed: {e}"));
+                    match nl.protect_peer(*peer, shared.proto, shared.table) {
+                        Ok(r) => {
+                            tracing::info!(tunnel = %t.cfg.name, %peer, "underlay host route pinned (forced tunneling)");
+                            let status = RouteStatus {
+                                prefix: IpNet::from(*peer).to_string(),
+                                source: "underlay".into(),
+                                tunnel: t.cfg.name.clone(),
+                                interface: String::new(),
+                                next_hop: r.gateway.map(|g| g.to_string()),
+                                as_path: vec![],
+                                installed: true,
+                                next_hops: vec![],
+                            };
+                            st.pins.push((r, status));
+                        }
+                        Err(e) => {
+                            tracing::error!(tunnel = %t.cfg.name, %peer, error = %e, "cannot pin the underlay route to the peer; not installing the default route");
+                            t.set_error(format!("underlay protection failed: {e}"));
+                        }
+                    }
+                }
+            }
+            // A default-route selector goes in as its two /1 halves: more specific than
+            // the system's default route, so it wins without replacing it (a replaced
+            // default route would be gone after shutdown).
+            for ts in &t.cfg.remote_ts {
+                if ts.prefix_len() == 0 && t.last_error().is_some() {
+                    continue;
+                }
+                for net in dataplane::netlink::tunnel_prefixes(*ts) {
+                    match st.routes.iter_mut().find(|r| r.dst == net) {
+                        Some(r) if !r.tunnels.contains(&ti) => r.tunnels.push(ti),
+                        Some(_) => {}
+                        None => st.routes.push(SelectorRoute {
+                            dst: net,
+                            tunnels: vec![ti],
+                            kernel: vec![],
+                        }),
                     }
                 }
             }
         }
-        // A default-route selector goes in as its two /1 halves: more specific than the
-        // system's default route, so it wins without replacing it (a replaced default
-        // route would be gone after shutdown).
-        let prefixes = t.cfg.remote_ts.iter().flat_map(|n| {
-            dataplane::netlink::tunnel_prefixes(*n)
-                .into_iter()
-                .map(move |p| (*n, p))
-        });
-        for (ts, net) in prefixes {
-            if ts.prefix_len() == 0 && t.last_error().is_some() {
-                continue;
+    }
+    for r in st.routes.iter().filter(|r| r.tunnels.len() > 1) {
+        let names: Vec<&str> = r
+            .tunnels
+            .iter()
+            .filter_map(|i| shared.tunnels.get(*i).map(|t| t.cfg.name.as_str()))
+            .collect();
+        tracing::info!(dst = %r.dst, tunnels = %names.join(","), "selector shared by several tunnels: one multipath route over those that are up");
+    }
+    drop(st);
+    sync_static_routes(shared);
+}
+
+/// Brings the selector routes in line with the tunnels' state: a kernel call only for a
+/// route whose next hops change. Blocking (netlink).
+fn sync_static_routes(shared: &Shared) {
+    let usable: Vec<bool> = shared.tunnels.iter().map(|t| tunnel_usable(t)).collect();
+    let mut st = lock(&shared.static_routes);
+    if st.stopped {
+        return;
+    }
+    let changes: Vec<(usize, Vec<usize>)> = st
+        .routes
+        .iter()
+        .enumerate()
+        .filter_map(|(k, r)| {
+            let want = StaticRoutes::wanted(r, &usable);
+            (want != r.kernel).then_some((k, want))
+        })
+        .collect();
+    if changes.is_empty() {
+        return;
+    }
+    let mut nl = lock(&shared.nl);
+    for (k, want) in changes {
+        let Some(r) = st.routes.get_mut(k) else {
+            continue;
+        };
+        let hops: Vec<NextHop> = want
+            .iter()
+            .filter_map(|i| shared.tunnels.get(*i))
+            .map(|t| NextHop {
+                gateway: None,
+                oif: t.dp.ifindex(),
+                weight: 1,
+            })
+            .collect();
+        let route = Route::multipath(r.dst, hops, shared.proto, shared.table);
+        let devs: Vec<&str> = want
+            .iter()
+            .filter_map(|i| shared.tunnels.get(*i).map(|t| t.cfg.interface.as_str()))
+            .collect();
+        match nl.replace_route(&route) {
+            Ok(()) => {
+                tracing::info!(dst = %r.dst, dev = %devs.join("+"), "selector route set");
+                r.kernel = want;
             }
-            let net = &net;
-            let r = Route::dev(*net, ifindex, shared.proto, shared.table);
-            let ok = match nl.replace_route(&r) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!(tunnel = %t.cfg.name, dst = %net, error = %e, "installing route failed");
-                    false
-                }
-            };
-            installed.push((
-                r,
-                RouteStatus {
-                    prefix: net.to_string(),
-                    source: "static".into(),
-                    tunnel: t.cfg.name.clone(),
-                    interface: t.cfg.interface.clone(),
-                    next_hop: None,
-                    as_path: vec![],
-                    installed: ok,
-                },
-            ));
+            // The kernel keeps the route it had (a replace is atomic).
+            Err(e) => {
+                tracing::error!(dst = %r.dst, dev = %devs.join("+"), error = %e, "installing the selector route failed")
+            }
         }
     }
 }
 
+/// Follows tunnel up/down events (and polls once a second as a fallback) and moves the
+/// selector routes to the usable tunnels.
+async fn follow_tunnels(shared: Arc<Shared>) {
+    let mut events = shared.tunnel_events.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            r = events.changed() => if r.is_err() { return },
+            _ = tick.tick() => {}
+        }
+        let s = Arc::clone(&shared);
+        // Netlink blocks (and may wait for a BGP batch): off the async workers.
+        let _ = tokio::task::spawn_blocking(move || sync_static_routes(&s)).await;
+    }
+}
+
 fn remove_static_routes(shared: &Shared) {
+    let mut st = lock(&shared.static_routes);
+    st.stopped = true;
     let mut nl = lock(&shared.nl);
-    for (r, st) in lock(&shared.static_routes).drain(..) {
-        if st.installed {
-            if let Err(e) = nl.delete_route(&r) {
-                tracing::debug!(dst = %r.dst, error = %e, "removing route failed");
-            }
+    for (r, _) in st.pins.drain(..) {
+        if let Err(e) = nl.delete_route(&r) {
+            tracing::debug!(dst = %r.dst, error = %e, "removing route failed");
+        }
+    }
+    for r in st.routes.drain(..) {
+        if r.kernel.is_empty() {
+            continue;
+        }
+        let key = Route::delete_key(r.dst, shared.proto, shared.table);
+        if let Err(e) = nl.delete_route(&key) {
+            tracing::warn!(dst = %r.dst, error = %e, "removing the selector route failed");
         }
     }
 }
@@ -717,6 +913,70 @@ announce = ["10.1.0.0/24"]
 
     fn cfg(text: &str) -> config::Config {
         config::Config::from_str(text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn sel(dst: &str, tunnels: &[usize]) -> SelectorRoute {
+        SelectorRoute {
+            dst: dst.parse().unwrap(),
+            tunnels: tunnels.to_vec(),
+            kernel: vec![],
+        }
+    }
+
+    #[test]
+    fn shared_selector_goes_over_the_usable_tunnels() {
+        let r = sel("10.2.0.0/16", &[0, 1]);
+        assert_eq!(StaticRoutes::wanted(&r, &[true, true]), vec![0, 1]);
+        // One down: traffic leaves it at once.
+        assert_eq!(StaticRoutes::wanted(&r, &[false, true]), vec![1]);
+        assert_eq!(StaticRoutes::wanted(&r, &[true, false]), vec![0]);
+        // None up: the route stays in the tunnels (dropped or trapped, never in clear).
+        assert_eq!(StaticRoutes::wanted(&r, &[false, false]), vec![0, 1]);
+        // A tunnel that does not carry the prefix never counts.
+        let only1 = sel("0.0.0.0/1", &[1]);
+        assert_eq!(StaticRoutes::wanted(&only1, &[true, false]), vec![1]);
+        // IPv6: no device-only multipath; the first usable tunnel.
+        let v6 = sel("2001:db8::/32", &[0, 1]);
+        assert_eq!(StaticRoutes::wanted(&v6, &[true, true]), vec![0]);
+        assert_eq!(StaticRoutes::wanted(&v6, &[false, true]), vec![1]);
+        assert_eq!(StaticRoutes::wanted(&v6, &[false, false]), vec![0]);
+    }
+
+    #[test]
+    fn selector_status_is_what_the_kernel_has() {
+        let names = vec![
+            ("az1".to_string(), "cw-az1".to_string()),
+            ("az2".to_string(), "cw-az2".to_string()),
+        ];
+        let mut st = StaticRoutes::default();
+        st.routes.push(sel("10.2.0.0/16", &[0, 1]));
+        // Not in the kernel yet.
+        let s = st.status(&names);
+        assert_eq!(s.len(), 1);
+        assert!(!s[0].installed);
+        assert!(s[0].next_hops.is_empty());
+        assert_eq!(st.installed(), 0);
+        // Over az2 only (az1 down): one line, az2 first and only.
+        st.routes[0].kernel = vec![1];
+        let s = st.status(&names);
+        assert!(s[0].installed);
+        assert_eq!(
+            (s[0].tunnel.as_str(), s[0].interface.as_str()),
+            ("az2", "cw-az2")
+        );
+        assert_eq!(s[0].next_hops.len(), 1);
+        // Both: one route, two next hops.
+        st.routes[0].kernel = vec![0, 1];
+        let s = st.status(&names);
+        assert_eq!(s.len(), 1);
+        let devs: Vec<&str> = s[0]
+            .next_hops
+            .iter()
+            .map(|h| h.interface.as_str())
+            .collect();
+        assert_eq!(devs, ["cw-az1", "cw-az2"]);
+        assert!(s[0].next_hops.iter().all(|h| h.address.is_none()));
+        assert_eq!(st.installed(), 1);
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub fn render(s: &Snapshot) -> String {
         &mut out,
         "causeway_dataplane_drops_total",
         "counter",
-        "Packets dropped that belong to no tunnel (unknown SPI, malformed), by reason.",
+        "Packets dropped that belong to no tunnel (unknown SPI, malformed, IKE from an unknown peer, IKE backlog), by reason.",
     );
     for (reason, n) in &s.dataplane_drops {
         let _ = writeln!(
@@ -94,6 +94,44 @@ pub fn render(s: &Snapshot) -> String {
             "causeway_dataplane_drops_total{{reason=\"{}\"}} {n}",
             esc(reason)
         );
+    }
+    type GetDos = fn(&crate::api::IkeDos) -> u64;
+    let dos: [(&str, &str, &str, GetDos); 4] = [
+        (
+            "causeway_ike_cookies_sent_total",
+            "counter",
+            "IKE_SA_INIT requests answered with a COOKIE (too many half-open IKE SAs).",
+            |d| d.cookies_sent,
+        ),
+        (
+            "causeway_ike_rate_limited_total",
+            "counter",
+            "IKE_SA_INIT requests dropped by the per-source rate limit.",
+            |d| d.rate_limited,
+        ),
+        (
+            "causeway_ike_half_open_full_total",
+            "counter",
+            "IKE_SA_INIT requests dropped: half-open table (or the source's share) full.",
+            |d| d.half_open_full,
+        ),
+        (
+            "causeway_ike_half_open",
+            "gauge",
+            "IKE SAs half-open now (responder, waiting for IKE_AUTH).",
+            |d| d.half_open,
+        ),
+    ];
+    for (name, kind, help, get) in dos {
+        family(&mut out, name, kind, help);
+        for t in &s.tunnels {
+            let _ = writeln!(
+                out,
+                "{name}{{tunnel=\"{}\"}} {}",
+                esc(&t.name),
+                get(&t.ike_dos)
+            );
+        }
     }
     family(
         &mut out,
@@ -291,6 +329,8 @@ mod tests {
             ..Default::default()
         };
         t.drops.insert("replay".into(), 7);
+        t.ike_dos.cookies_sent = 1234;
+        t.ike_dos.half_open = 10;
         let s = Snapshot {
             tunnels: vec![t],
             bgp: vec![NeighborStatus {
@@ -311,5 +351,14 @@ mod tests {
         );
         assert!(text.contains("causeway_tunnel_up{tunnel=\"azure\"} 1\n"));
         assert!(text.contains("causeway_bgp_prefixes_received{neighbor=\"10.2.255.254\"} 3\n"));
+        assert!(
+            text.contains("# TYPE causeway_ike_cookies_sent_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("causeway_ike_cookies_sent_total{tunnel=\"azure\"} 1234\n"));
+        assert!(text.contains("causeway_ike_rate_limited_total{tunnel=\"azure\"} 0\n"));
+        assert!(text.contains("causeway_ike_half_open_full_total{tunnel=\"azure\"} 0\n"));
+        assert!(text.contains("# TYPE causeway_ike_half_open gauge\n"));
+        assert!(text.contains("causeway_ike_half_open{tunnel=\"azure\"} 10\n"));
     }
 }

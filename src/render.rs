@@ -133,6 +133,15 @@ fn tunnel(out: &mut String, t: &TunnelStatus, with_sas: bool) {
     } else {
         let _ = writeln!(out, "    drops     0");
     }
+    // Only once the protection acted: a half-open IKE SA alone is a normal handshake.
+    if t.ike_dos.engaged() {
+        let d = &t.ike_dos;
+        let _ = writeln!(
+            out,
+            "    IKE DoS: {} cookies sent, {} rate-limited, {} dropped (half-open full), {} half-open",
+            d.cookies_sent, d.rate_limited, d.half_open_full, d.half_open
+        );
+    }
     if let Some(e) = &t.last_error {
         let _ = writeln!(out, "    last error: {e}");
     }
@@ -189,6 +198,21 @@ fn route(out: &mut String, r: &RouteStatus) {
             "not installed"
         }
     );
+    // ECMP: every path on its own line (the first one is the line above).
+    if r.next_hops.len() > 1 {
+        for h in &r.next_hops {
+            let via = h
+                .address
+                .as_deref()
+                .map(|a| format!(" via {a}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{:<20} nexthop dev {}{via} (tunnel {})",
+                "", h.interface, h.tunnel
+            );
+        }
+    }
 }
 
 /// `causeway status`.
@@ -280,6 +304,35 @@ mod tests {
     }
 
     #[test]
+    fn ecmp_routes_list_every_next_hop() {
+        let hop = |t: &str, a: &str| crate::api::RouteNextHop {
+            tunnel: t.into(),
+            interface: format!("cw-{t}"),
+            address: Some(a.into()),
+        };
+        let s = Snapshot {
+            routes: vec![RouteStatus {
+                prefix: "10.2.0.0/24".into(),
+                source: "bgp".into(),
+                tunnel: "az1".into(),
+                interface: "cw-az1".into(),
+                next_hop: Some("10.2.255.4".into()),
+                installed: true,
+                next_hops: vec![hop("az1", "10.2.255.4"), hop("az2", "10.2.255.5")],
+                ..RouteStatus::default()
+            }],
+            ..Snapshot::default()
+        };
+        let text = routes(&s);
+        assert!(text.starts_with("10.2.0.0/24"), "{text}");
+        assert!(
+            text.contains("nexthop dev cw-az2 via 10.2.255.5 (tunnel az2)"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 3, "{text}");
+    }
+
+    #[test]
     fn status_shows_drops_and_errors() {
         let mut t = TunnelStatus {
             name: "azure".into(),
@@ -297,5 +350,42 @@ mod tests {
         assert!(text.contains("tunnel azure  established"), "{text}");
         assert!(text.contains("drops     4 (auth 1, replay 3)"), "{text}");
         assert!(text.contains("last error: AUTHENTICATION_FAILED"), "{text}");
+        assert!(!text.contains("IKE DoS"), "no line while all zero: {text}");
+    }
+
+    #[test]
+    fn status_shows_ike_dos_only_when_nonzero() {
+        let mut t = TunnelStatus {
+            name: "azure".into(),
+            state: "established".into(),
+            ..Default::default()
+        };
+        t.ike_dos.cookies_sent = 1234;
+        t.ike_dos.rate_limited = 5;
+        t.ike_dos.half_open = 10;
+        let s = Snapshot {
+            tunnels: vec![t],
+            ..Default::default()
+        };
+        let text = status(&s);
+        assert!(
+            text.contains(
+                "    IKE DoS: 1234 cookies sent, 5 rate-limited, 0 dropped (half-open full), 10 half-open\n"
+            ),
+            "{text}"
+        );
+        // Also in `causeway sa`.
+        assert!(sa(&s).contains("IKE DoS: 1234 cookies sent"));
+        // A handshake in progress (one half-open IKE SA) is no DoS news.
+        let mut t = s.tunnels[0].clone();
+        t.ike_dos = crate::api::IkeDos {
+            half_open: 1,
+            ..Default::default()
+        };
+        let text = status(&Snapshot {
+            tunnels: vec![t],
+            ..Default::default()
+        });
+        assert!(!text.contains("IKE DoS"), "{text}");
     }
 }

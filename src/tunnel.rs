@@ -9,7 +9,7 @@ use dataplane::{Dataplane, DropReason, InboundSa, OutboundSa};
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::{ChildSaStatus, Counters, IkeSaStatus, TunnelStatus};
+use crate::api::{ChildSaStatus, Counters, IkeDos, IkeSaStatus, TunnelStatus};
 use crate::daemon::{lock, Shared};
 
 /// An IKE message received for a tunnel (non-ESP marker already stripped).
@@ -106,6 +106,8 @@ pub struct TunnelInfo {
     /// Inbound SPIs of deleted Child SAs that still decrypt until the given time: ESP the
     /// peer sealed just before the Delete may still be in flight or queued on the socket.
     pub retiring: Vec<(u32, Instant)>,
+    /// The IKE responder's DoS counters (copied from the endpoint after every input).
+    pub ike_dos: IkeDos,
 }
 
 /// How long a deleted Child SA's inbound half keeps decrypting (strongSwan's
@@ -253,6 +255,7 @@ impl TunnelRt {
             },
             drops,
             last_error: info.last_error.clone(),
+            ike_dos: info.ike_dos,
         }
     }
 
@@ -531,6 +534,16 @@ struct Driver {
 }
 
 impl Driver {
+    /// ESP (authenticated, newest of its SA) arrived from a new peer address/port (NAT
+    /// rebinding, seen by the dataplane): the IKE engine follows it when the peer is behind
+    /// a NAT (`PeerAddressChanged`, handled in `event` during the next flush).
+    fn follow_peer_move(&mut self) {
+        if let Some((spi, from)) = self.t.dp.take_peer_move() {
+            let moved = self.ep.esp_from(Instant::now(), spi, from);
+            tracing::debug!(tunnel = %self.t.cfg.name, spi_in = %hex32(spi), %from, moved, "ESP from a new peer address");
+        }
+    }
+
     /// Send everything queued and act on every event.
     async fn flush(&mut self) {
         // Events first: a CREATE_CHILD_SA response must leave only after the new inbound
@@ -545,7 +558,14 @@ impl Driver {
         }
         self.transmit().await;
         let sas = self.ep.ike_sas();
+        let (stats, sizes) = (self.ep.stats(), self.ep.table_sizes());
         let mut info = lock(&self.t.info);
+        info.ike_dos = IkeDos {
+            cookies_sent: stats.cookies_sent,
+            rate_limited: stats.rate_limited,
+            half_open_full: stats.half_open_full,
+            half_open: sizes.half_open as u64,
+        };
         info.pending_ike = sas
             .iter()
             .find(|s| !s.established)
@@ -753,6 +773,8 @@ impl Driver {
             }
             other => tracing::debug!(tunnel = %name, event = ?other, "IKE event"),
         }
+        // Routes follow the Child SAs at once (wakes BGP and the selector routes).
+        self.shared.tunnel_changed(&self.t);
     }
 
     fn install(&self, c: &ikev2::ChildSa) -> Result<(), String> {
@@ -869,6 +891,12 @@ pub async fn run(t: Arc<TunnelRt>, shared: Arc<Shared>, mut rx: mpsc::Receiver<T
         child_rekey: None,
         dead_peer: false,
     };
+    let peer_moved = Arc::new(tokio::sync::Notify::new());
+    {
+        let n = Arc::clone(&peer_moved);
+        d.t.dp
+            .set_peer_move_hook(Some(Box::new(move |_, _| n.notify_one())));
+    }
     d.child_rekey = d.ep.config().child_rekey_time;
     d.ike_rekey = d.ep.config().ike_rekey_time;
     if d.intent == Intent::Up {
@@ -893,6 +921,7 @@ pub async fn run(t: Arc<TunnelRt>, shared: Arc<Shared>, mut rx: mpsc::Receiver<T
                 }
             }
             _ = sleep_opt(timer) => d.ep.handle_timeout(Instant::now()),
+            _ = peer_moved.notified() => d.follow_peer_move(),
             _ = sleep_opt(d.retry_at) => {
                 d.retry_at = None;
                 if d.intent == Intent::Up && !d.ep.is_established() {
@@ -900,6 +929,7 @@ pub async fn run(t: Arc<TunnelRt>, shared: Arc<Shared>, mut rx: mpsc::Receiver<T
                 }
             }
             _ = tick.tick() => {
+                d.follow_peer_move();
                 let c = d.t.dp.counters();
                 // ESP from the peer proves it alive: no DPD probes while traffic flows.
                 // It arrived after the previous tick: counting it from then (not now)

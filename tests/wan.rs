@@ -151,28 +151,45 @@ stats.update(sent=sent, sent_peer=sent_peer, secs=round(elapsed, 2), pps=round(s
 print(json.dumps(stats))
 "#;
 
-/// `Udp: RcvbufErrors` of /proc/net/snmp in `ns` (datagrams the kernel dropped because a
-/// socket's receive buffer was full).
-fn udp_rcvbuf_errors(ns: &Netns) -> u64 {
-    let text = ns.exec("cat", &["/proc/net/snmp"]).unwrap_or_default();
-    let rows: Vec<Vec<&str>> = text
-        .lines()
-        .filter(|l| l.starts_with("Udp:"))
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    let [names, values] = rows.as_slice() else {
-        return 0;
-    };
-    names
-        .iter()
-        .position(|n| *n == "RcvbufErrors")
-        .and_then(|i| values.get(i)?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Flood rate (`CW_FLOOD_PPS` overrides it) and duration.
 const FLOOD_PPS: u32 = 3000;
 const FLOOD_SECS: u32 = 20;
+
+/// gw-b's `cookie_threshold` (the default): half-open IKE SAs before cookies are asked for.
+const COOKIE_THRESHOLD: u64 = 10;
+
+/// The daemon's own flood counters: `ike_dos` of the tunnel's entry in
+/// `causeway status --json` (cookies_sent, rate_limited, half_open_full, half_open).
+#[derive(Default, Clone, Copy)]
+struct IkeDos {
+    cookies_sent: u64,
+    rate_limited: u64,
+    half_open_full: u64,
+    half_open: u64,
+}
+
+impl std::fmt::Display for IkeDos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cookies_sent {} rate_limited {} half_open_full {} half_open {}",
+            self.cookies_sent, self.rate_limited, self.half_open_full, self.half_open
+        )
+    }
+}
+
+impl IkeDos {
+    fn of(tunnel: &Value) -> Option<IkeDos> {
+        let d = tunnel.get("ike_dos")?;
+        let n = |k: &str| d.get(k).and_then(Value::as_u64);
+        Some(IkeDos {
+            cookies_sent: n("cookies_sent")?,
+            rate_limited: n("rate_limited")?,
+            half_open_full: n("half_open_full")?,
+            half_open: n("half_open")?,
+        })
+    }
+}
 
 fn flood_pps() -> u32 {
     std::env::var("CW_FLOOD_PPS")
@@ -220,9 +237,24 @@ fn ike_sa_init_flood_cookies_bounded_memory_real_peer_connects() {
     let mut flood = common::net::Proc(Some(flood));
     let t_flood = Instant::now();
     let mut rss_peak = rss0;
+    // The daemon's counters during the flood (read at most every 300 ms: each read is a
+    // `causeway status --json` on a busy machine): how many reads, the most half-open
+    // IKE SAs seen, the last counters.
+    let mut dos_reads = 0u32;
+    let mut dos_half_open_max = 0u64;
+    let mut dos_during = IkeDos::default();
+    let mut dos_at = Instant::now() - Duration::from_secs(1);
     let mut sample = |b: &Daemon| {
         if let Some(r) = b.rss_kib() {
             rss_peak = rss_peak.max(r);
+        }
+        if dos_at.elapsed() >= Duration::from_millis(300) {
+            dos_at = Instant::now();
+            if let Some(d) = b.tunnel().as_ref().and_then(IkeDos::of) {
+                dos_reads += 1;
+                dos_half_open_max = dos_half_open_max.max(d.half_open);
+                dos_during = d;
+            }
         }
     };
     // Let the flood engage the cookies, then start the real peer.
@@ -272,7 +304,14 @@ fn ike_sa_init_flood_cookies_bounded_memory_real_peer_connects() {
         )
     });
     let n = |k: &str| f.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let rcvbuf_errors = udp_rcvbuf_errors(&net.gw_b);
+    // The daemon's counters once the flood is over (the flood process exits a second
+    // after its last packet): what an operator sees in `causeway status`.
+    let tb_after = b.tunnel().expect("gw-b status after the flood");
+    let dos = IkeDos::of(&tb_after).unwrap_or_else(|| panic!("no ike_dos in {tb_after}"));
+    let status_text = b
+        .cli(&["status"])
+        .unwrap_or_else(|e| panic!("causeway status: {e}"));
+    let rcvbuf_errors = net.gw_b.udp_rcvbuf_errors();
     let drops = last_status
         .as_ref()
         .and_then(|s| s.get("dataplane_drops").cloned())
@@ -291,7 +330,9 @@ fn ike_sa_init_flood_cookies_bounded_memory_real_peer_connects() {
          {} cookie(s), {} response(s), connected {:.2} s after its start; gw-b counted \
          {unknown} ike_unknown_peer, {backlog} ike_backlog, the kernel {rcvbuf_errors} UDP \
          receive buffer drops; RSS {} KiB before, {} KiB peak; \
-         pings during the flood {rx}/{tx} (in flood: {in_flood}); test {:.1} s",
+         pings during the flood {rx}/{tx} (in flood: {in_flood}); gw-b's ike_dos: \
+         {dos_reads} reads during the flood (last: {dos_during}; half_open max \
+         {dos_half_open_max}), after it: {dos}; test {:.1} s",
         n("sent"),
         f.get("secs").cloned().unwrap_or(Value::Null),
         n("pps"),
@@ -327,6 +368,39 @@ fn ike_sa_init_flood_cookies_bounded_memory_real_peer_connects() {
     // Requests from other addresses were dropped before the IKE engine (what the
     // daemon read of them; the kernel drops more when the socket buffer is full).
     assert!(unknown > 0, "ike_unknown_peer {unknown}, drops {drops}");
+    // The daemon's own counters say the same: it sent cookies (at least as many as the
+    // capture saw leave, to spoofed ports and to the real peer), and it never held more
+    // half-open IKE SAs than the cookie threshold, plus the real peer's own between its
+    // IKE_SA_INIT and IKE_AUTH.
+    assert!(
+        dos_reads > 0,
+        "no `causeway status --json` read during the flood"
+    );
+    assert!(
+        dos_during.cookies_sent > 0,
+        "gw-b counted no cookies during the flood: {dos_during}"
+    );
+    assert!(
+        dos.cookies_sent >= n("cookies") + n("peer_cookies"),
+        "gw-b counted {} cookies sent, the capture saw {} + {}",
+        dos.cookies_sent,
+        n("cookies"),
+        n("peer_cookies")
+    );
+    assert!(
+        dos_half_open_max <= COOKIE_THRESHOLD + 1,
+        "gw-b held {dos_half_open_max} half-open IKE SAs during the flood"
+    );
+    assert!(
+        dos.half_open <= COOKIE_THRESHOLD,
+        "gw-b holds {} half-open IKE SAs after the flood",
+        dos.half_open
+    );
+    // And `causeway status` shows it to the operator.
+    assert!(
+        status_text.contains(&format!("IKE DoS: {} cookies sent", dos.cookies_sent)),
+        "`causeway status` without the IKE DoS line:\n{status_text}"
+    );
     // Memory stays bounded: the flood may cost a few MiB (buffers, the rate table), not
     // more.
     assert!(
@@ -626,6 +700,12 @@ fn nat_test(swan: bool) {
     ping(&net.host_a, HOST_B, 3).unwrap_or_else(|e| panic!("ping after the change: {e}"));
     ping(&net.host_b, HOST_A, 3).unwrap_or_else(|e| panic!("ping host-b -> host-a: {e}"));
     if let PeerB::Causeway(b) = &peer {
+        // Causeway follows on the first authenticated ESP from the new port (not at gw-a's
+        // next liveness check, `dpd_delay` 35 s): the change is over in a couple of seconds.
+        assert!(
+            resume < Duration::from_secs(5),
+            "gw-b took {resume:?} to follow the new NAT port"
+        );
         assert!(
             b.log_text().contains("NAT rebinding"),
             "gw-b did not log following the peer:\n{}",

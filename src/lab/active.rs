@@ -17,14 +17,16 @@
 //! return traffic reaching it takes the other.
 //!
 //! gw-a's tunnels both carry `10.2.0.0/16`, plus their own instance's BGP peer IP as a
-//! /32 selector: the /32 routes each BGP session into its own tunnel (the /16 routes of
-//! both tunnels overlap, so the kernel keeps one of them).
+//! /32 selector: the /32 routes each BGP session into its own tunnel; the /16 both carry
+//! is one kernel route, multipath over the TUNs of the tunnels that are up.
 //!
 //! The steps prove: both tunnels up on their own TUN devices, both sessions Established,
 //! the site-B prefixes learned from both neighbors and installed (ECMP over both TUNs when
 //! the daemon installs multipath routes), traffic through both tunnels at the same time
 //! (ESP counters of both move; an iperf3 stream through each), and failover: `causeway
-//! terminate` of either tunnel takes its routes out of the kernel at once while a running
+//! terminate` of either tunnel takes its routes (BGP and the shared /16) out of the kernel
+//! at once (asserted: within [`ROUTES_OFF_MAX`] of the command, measured; a 250 ms poll
+//! took 176–219 ms before the daemon followed Child SA events) while a running
 //! ping carries on through the other tunnel, and `causeway initiate` brings it back; the
 //! same when an instance drops its tunnel (maintenance), after which gw-a reconnects by
 //! itself. Then the CLI, metrics, clean shutdown and the logs (no PSK), as in the lab.
@@ -81,6 +83,13 @@ const INSTANCES: [Instance; 2] = [
         port: "p2",
     },
 ];
+
+/// The selector both of gw-a's tunnels carry: one multipath route over both TUNs.
+const SITE_B: &str = "10.2.0.0/16";
+/// Longest time from `causeway terminate` (the command) until the terminated tunnel's
+/// device is out of every route. Event-driven: ~10–30 ms here; the earlier 250 ms poll
+/// took 176–219 ms (debug build, loaded 2-core machine).
+const ROUTES_OFF_MAX: Duration = Duration::from_millis(150);
 
 /// The tunnel (and TUN `cw-onprem`) of each instance towards gw-a.
 const B_TUNNEL: &str = "onprem";
@@ -861,7 +870,15 @@ fn prove_routes(lab: &AaLab, exe: &Path, da: &Daemon) -> Result<(bool, Vec<Strin
         if !r.installed {
             return Err(format!("{p} is not installed: {text}"));
         }
-        // Newer daemons may list every ECMP next hop; show them when they do.
+        // Every ECMP next hop, one per tunnel.
+        let mut hops: Vec<&str> = r.next_hops.iter().map(|h| h.interface.as_str()).collect();
+        hops.sort();
+        if hops != ["cw-az1", "cw-az2"] || r.next_hops.iter().any(|h| h.address.is_none()) {
+            return Err(format!(
+                "{p}: next_hops {:?}, want both tunnels with their BGP next hops",
+                r.next_hops
+            ));
+        }
         let extra = v
             .get("next_hops")
             .map(|h| format!(", next_hops {h}"))
@@ -892,12 +909,42 @@ fn prove_routes(lab: &AaLab, exe: &Path, da: &Daemon) -> Result<(bool, Vec<Strin
             devs.join(" + ")
         ));
     }
-    // The selector routes: the BGP peer /32s per tunnel, and the /16 both tunnels carry.
+    // The /16 both tunnels carry: ONE route, over both TUNs, and the status says so.
+    let want_site: Vec<String> = INSTANCES.iter().map(|i| i.iface.to_string()).collect();
+    if wait_for(Duration::from_secs(5), || {
+        (fib_devs(&lab.gw_a, SITE_B) == want_site).then_some(())
+    })
+    .is_none()
+    {
+        return Err(format!(
+            "{SITE_B} is not multipath over both TUNs: {:?}",
+            fib_devs(&lab.gw_a, SITE_B)
+        ));
+    }
+    let statics: Vec<&RouteStatus> = routes
+        .iter()
+        .filter(|r| r.source == "static" && r.prefix == SITE_B)
+        .collect();
+    let devs: Vec<&str> = statics
+        .first()
+        .map(|r| r.next_hops.iter().map(|h| h.interface.as_str()).collect())
+        .unwrap_or_default();
+    if statics.len() != 1 || !statics[0].installed || devs != ["cw-az1", "cw-az2"] {
+        return Err(format!(
+            "`causeway routes --json` for {SITE_B}: {statics:?}"
+        ));
+    }
+    detail.push(format!(
+        "{SITE_B} (both tunnels' remote_ts): one kernel route via {}; `causeway routes --json`: one static route, next_hops {}",
+        want_site.join(" + "),
+        devs.join(" + ")
+    ));
+    // The selector routes: the BGP peer /32s, one per tunnel.
     let proto = PROTO.to_string();
     for l in lab.gw_a.ip(&["route", "show", "proto", &proto])?.lines() {
         if !l.starts_with(' ')
             && !l.starts_with('\t')
-            && !ANNOUNCE_B.iter().any(|p| l.starts_with(p))
+            && !ANNOUNCE_B.iter().chain([&SITE_B]).any(|p| l.starts_with(p))
         {
             detail.push(format!("gw-a kernel: {}", l.trim()));
         }
@@ -1168,11 +1215,12 @@ fn prove_failover(
             cli(exe, d, &["terminate", B_TUNNEL])?
         )),
     }
-    // Its routes leave the kernel at once.
+    // Its routes leave the kernel at once: the BGP routes and the shared selector.
     let until = Instant::now() + Duration::from_secs(5);
     let fib_gone = loop {
         if ANNOUNCE_B
             .iter()
+            .chain([&SITE_B])
             .all(|p| !fib_devs(&lab.gw_a, p).iter().any(|d| d == v.iface))
         {
             break Some(t0.elapsed());
@@ -1226,20 +1274,50 @@ fn prove_failover(
         .collect();
     if ANNOUNCE_B
         .iter()
+        .chain([&SITE_B])
         .any(|p| fib_devs(&lab.gw_a, p) != [o.iface.to_string()])
     {
         return Err(format!(
-            "after terminate the kernel has: {}",
-            fib_now.join(", ")
+            "after terminate the kernel has: {}; {SITE_B} via {}",
+            fib_now.join(", "),
+            fib_devs(&lab.gw_a, SITE_B).join("+")
+        ));
+    }
+    // The status says what the kernel has.
+    let site = s
+        .routes
+        .iter()
+        .find(|r| r.source == "static" && r.prefix == SITE_B)
+        .map(|r| {
+            r.next_hops
+                .iter()
+                .map(|h| h.interface.clone())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if site != [o.iface.to_string()] {
+        return Err(format!(
+            "`causeway status --json`: {SITE_B} next_hops {site:?}, the kernel has {}",
+            o.iface
+        ));
+    }
+    if fib_gone > ROUTES_OFF_MAX {
+        return Err(format!(
+            "routes left {} only {:.0} ms after terminate (want < {} ms)",
+            v.iface,
+            fib_gone.as_secs_f64() * 1000.0,
+            ROUTES_OFF_MAX.as_millis()
         ));
     }
     detail.push(format!(
-        "{}'s SAs deleted, neighbor {} {vn}; routes off {} after {:.0} ms: {}",
+        "{}'s SAs deleted, neighbor {} {vn}; routes off {} after {:.0} ms (< {} ms): {}, {SITE_B} via {}",
         v.tunnel,
         v.bgp,
         v.iface,
         fib_gone.as_secs_f64() * 1000.0,
-        fib_now.join(", ")
+        ROUTES_OFF_MAX.as_millis(),
+        fib_now.join(", "),
+        o.iface
     ));
     let dev = path_of(lab, &target).unwrap_or_default();
     if dev != o.iface {
@@ -1281,11 +1359,8 @@ fn prove_failover(
         // gw-a's tunnel wants to be up (start_action = start): it retries on its own.
         Some(_) => format!("gw-a re-initiated {} by itself", v.tunnel),
     };
-    let want: Vec<String> = if ecmp {
-        INSTANCES.iter().map(|i| i.iface.to_string()).collect()
-    } else {
-        vec![]
-    };
+    let all: Vec<String> = INSTANCES.iter().map(|i| i.iface.to_string()).collect();
+    let want: Vec<String> = if ecmp { all.clone() } else { vec![] };
     let back = wait_for(Duration::from_secs(40), || {
         let s = da.status().ok()?;
         let up = INSTANCES.iter().all(|i| {
@@ -1299,7 +1374,7 @@ fn prove_failover(
             } else {
                 !d.is_empty()
             }
-        });
+        }) && fib_devs(&lab.gw_a, SITE_B) == all;
         (up && fib).then_some(())
     });
     if back.is_none() {

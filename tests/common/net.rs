@@ -1,4 +1,4 @@
-//! Network-namespace scaffolding of the daemon tests (gateway_e2e, wan): namespaces,
+//! Network-namespace scaffolding of the daemon tests (gateway_e2e, wan, rekey_soak): namespaces,
 //! `causeway run` processes, the two-site topology with an optional router or NAT on the
 //! WAN, site configs. Everything is removed by Drop guards, also when a test fails.
 //!
@@ -20,6 +20,8 @@ use super::run;
 pub const EXE: &str = env!("CARGO_BIN_EXE_causeway");
 /// The tunnel's name in both sites' configs.
 pub const TUNNEL: &str = "e2e";
+/// The tunnel's TUN device on both gateways (the default name, `cw-<tunnel>`).
+pub const IFACE: &str = "cw-e2e";
 /// gw-a's (public) WAN address.
 pub const WAN_A: &str = "192.0.2.1";
 /// gw-b's WAN address.
@@ -102,6 +104,70 @@ impl Netns {
         }
     }
 
+    /// One `Udp:` counter of this namespace's /proc/net/snmp (0 when missing).
+    pub fn udp_stat(&self, stat: &str) -> u64 {
+        let snmp = self.exec("cat", &["/proc/net/snmp"]).unwrap_or_default();
+        let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+        let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+            return 0;
+        };
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == stat)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Udp RcvbufErrors of this namespace (datagrams the kernel dropped on a full socket).
+    pub fn udp_rcvbuf_errors(&self) -> u64 {
+        self.udp_stat("RcvbufErrors")
+    }
+
+    /// Sum of the `drops` column of /proc/net/raw (raw ESP sockets with a full buffer).
+    pub fn raw_drops(&self) -> u64 {
+        let raw = self.exec("cat", &["/proc/net/raw"]).unwrap_or_default();
+        raw.lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// One counter of /sys/class/net/DEV/statistics (0 when missing).
+    pub fn link_stat(&self, dev: &str, stat: &str) -> u64 {
+        let out = self
+            .exec("cat", &[&format!("/sys/class/net/{dev}/statistics/{stat}")])
+            .unwrap_or_default();
+        out.trim().parse().unwrap_or(0)
+    }
+
+    /// TX drops of an interface (for a TUN: packets its reader did not take in time).
+    pub fn tx_dropped(&self, dev: &str) -> u64 {
+        self.link_stat(dev, "tx_dropped")
+    }
+
+    /// The receive buffer (`skmem` rb, bytes) of the UDP socket bound to `port` here.
+    pub fn udp_rcvbuf(&self, port: u16) -> Option<u64> {
+        let out = self
+            .exec("ss", &["-uamn", "sport", "=", &format!(":{port}")])
+            .ok()?;
+        let at = out.find(",rb")? + 3;
+        let digits: String = out[at..].chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    }
+
+    /// Spawns `PROG ARGS` inside the namespace: stdin null, stdout as given, stderr piped.
+    pub fn spawn(&self, prog: &str, args: &[&str], stdout: Stdio) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name, prog])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {prog} in {}: {e}", self.name))
+    }
+
     /// Packets counted by the nftables rule carrying `comment "NAME"` in `table`
     /// (e.g. `inet cwloss`), or `None` if there is no such rule.
     pub fn nft_counter(&self, table: &str, name: &str) -> Option<u64> {
@@ -139,7 +205,26 @@ impl Daemon {
     /// Like [`Daemon::start`] with another `RUST_LOG` level (a flood at debug level
     /// would mostly measure the logging).
     pub fn start_at(ns: &Netns, config: &Path, socket: &Path, log: &Path, level: &str) -> Self {
-        let file = std::fs::File::create(log).expect("daemon log");
+        Self::start_opts(ns, config, socket, log, level, false)
+    }
+
+    /// Like [`Daemon::start_at`]; with `append` the log keeps what an earlier run of the
+    /// same site wrote (a restarted daemon).
+    pub fn start_opts(
+        ns: &Netns,
+        config: &Path,
+        socket: &Path,
+        log: &Path,
+        level: &str,
+        append: bool,
+    ) -> Self {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(log)
+            .expect("daemon log");
         let err = file.try_clone().expect("clone log fd");
         let child = Command::new("ip")
             .args(["netns", "exec", &ns.name, EXE, "run", "-c"])
@@ -162,6 +247,24 @@ impl Daemon {
     /// The daemon's pid (`ip netns exec` execs the program: the pid is causeway's own).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// The control socket's path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The log file's path.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// SIGKILL (no Deletes sent), and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// Resident set size in KiB (`VmRSS` of /proc/PID/status).
@@ -263,6 +366,39 @@ impl Proc {
     }
 }
 
+impl Proc {
+    /// Waits up to `timeout` for the process to exit (SIGKILL after that) and returns its
+    /// stdout, or an error with its exit code, stderr and stdout.
+    pub fn wait_output(mut self, timeout: Duration) -> Result<String, String> {
+        let mut c = self.0.take().ok_or("no process")?;
+        let until = Instant::now() + timeout;
+        loop {
+            match c.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                _ => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    return Err("timed out".into());
+                }
+            }
+        }
+        let out = c.wait_with_output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "exit {:?}: {} {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            ))
+        }
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(child) = self.0.take() {
@@ -277,6 +413,46 @@ pub struct TempDir(pub PathBuf);
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A host-wide sysctl raised to at least a value (never lowered), restored on drop.
+/// Only for socket buffer limits/defaults, which namespaces cannot set.
+pub struct HostSysctl {
+    key: &'static str,
+    old: Option<u64>,
+}
+
+impl HostSysctl {
+    fn path(key: &str) -> String {
+        format!("/proc/sys/{}", key.replace('.', "/"))
+    }
+
+    /// Raises `key` (e.g. `net.core.rmem_max`) to `min` if it is lower.
+    pub fn raise(key: &'static str, min: u64) -> HostSysctl {
+        let path = Self::path(key);
+        let cur = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let old = match cur {
+            Some(c) if c < min => match std::fs::write(&path, min.to_string()) {
+                Ok(()) => Some(c),
+                Err(e) => {
+                    eprintln!("note: cannot raise {key} to {min}: {e}");
+                    None
+                }
+            },
+            _ => None,
+        };
+        HostSysctl { key, old }
+    }
+}
+
+impl Drop for HostSysctl {
+    fn drop(&mut self) {
+        if let Some(old) = self.old {
+            let _ = std::fs::write(Self::path(self.key), old.to_string());
+        }
     }
 }
 
@@ -328,7 +504,16 @@ impl Net {
 }
 
 /// Polls `f` every 100 ms until it gives a value or `timeout` passes.
-pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn wait_for<T>(timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    wait_for_every(timeout, Duration::from_millis(100), f)
+}
+
+/// Polls `f` every `period` until it gives a value or `timeout` passes.
+pub fn wait_for_every<T>(
+    timeout: Duration,
+    period: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let until = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -337,7 +522,7 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         if Instant::now() >= until {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(period);
     }
 }
 
@@ -575,13 +760,18 @@ pub fn start_b(net: &Net, psk: &str, extra: &str, level: &str) -> Daemon {
     b
 }
 
-/// Writes gw-a's config and starts it (it initiates).
+/// Writes gw-a's config and starts it (it initiates), logging at debug level.
 pub fn start_a(net: &Net, psk: &str, extra: &str) -> Daemon {
+    start_a_at(net, psk, extra, "debug")
+}
+
+/// [`start_a`] with log level `level`.
+pub fn start_a_at(net: &Net, psk: &str, extra: &str, level: &str) -> Daemon {
     let d = &net.dir.0;
     write_secret(&d.join("a.psk"), psk);
     let ca = d.join("a.toml");
     std::fs::write(&ca, site_config(net, true, "a.psk", extra)).expect("config a");
-    Daemon::start(&net.gw_a, &ca, &d.join("a.sock"), &d.join("a.log"))
+    Daemon::start_at(&net.gw_a, &ca, &d.join("a.sock"), &d.join("a.log"), level)
 }
 
 /// A tunnel's `state` (`down`, `connecting`, `established`).

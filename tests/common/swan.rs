@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::net::{wait_for, write_secret, Netns, Proc, TUNNEL, WAN_A, WAN_B};
+use super::net::{wait_for, write_secret, HostSysctl, Netns, Proc, TUNNEL, WAN_A, WAN_B};
 
 pub const CHARON: &str = "/usr/sbin/charon-systemd";
 pub const SWANCTL: &str = "/usr/sbin/swanctl";
@@ -16,7 +16,22 @@ pub struct Swan {
 }
 
 impl Swan {
+    /// Starts charon in `ns` (files under `dir/swan`) with IKE proposal
+    /// aes256-sha256-modp2048s256.
     pub fn start(ns: &Netns, dir: &Path, psk: &str) -> Self {
+        Self::start_with(ns, dir, psk, "aes256-sha256-modp2048s256", None)
+    }
+
+    /// [`Swan::start`] with other IKE `proposals`; with `rcvbuf`, the host's
+    /// `net.core.rmem_default` is raised to it while charon opens its sockets (charon sets
+    /// no SO_RCVBUF of its own), and the size its UDP 4500 socket got is printed.
+    pub fn start_with(
+        ns: &Netns,
+        dir: &Path,
+        psk: &str,
+        proposals: &str,
+        rcvbuf: Option<u64>,
+    ) -> Self {
         let d = dir.join("swan");
         std::fs::create_dir_all(&d).expect("swan dir");
         let dd = d.display();
@@ -42,7 +57,7 @@ impl Swan {
     version = 2
     local_addrs = {WAN_B}
     remote_addrs = {WAN_A}
-    proposals = aes256-sha256-modp2048s256
+    proposals = {proposals}
     encap = yes
     local {{
       auth = psk
@@ -76,6 +91,7 @@ secrets {{
         write_secret(&d.join("swanctl.conf"), &swanctl);
         let log = std::fs::File::create(d.join("charon.stdout")).expect("charon log");
         let log2 = log.try_clone().expect("clone log fd");
+        let rmem_default = rcvbuf.map(|min| HostSysctl::raise("net.core.rmem_default", min));
         let charon = Command::new("ip")
             .args(["netns", "exec", &ns.name, CHARON])
             .env("STRONGSWAN_CONF", d.join("strongswan.conf"))
@@ -92,6 +108,11 @@ secrets {{
             d.join("charon.vici").exists().then_some(())
         });
         assert!(started.is_some(), "charon did not start: {}", swan.log());
+        if let Some(rmem_default) = rmem_default {
+            let rb = wait_for(Duration::from_secs(5), || ns.udp_rcvbuf(4500));
+            drop(rmem_default);
+            eprintln!("charon's UDP 4500 socket: receive buffer {rb:?} bytes");
+        }
         let file = d.join("swanctl.conf").to_string_lossy().into_owned();
         let out = swan
             .swanctl(&["--load-all", "--file", &file])
@@ -124,9 +145,42 @@ secrets {{
         }
     }
 
+    /// The last 20 lines of charon's log.
     pub fn log(&self) -> String {
+        self.log_tail(20)
+    }
+
+    /// The last `n` lines of charon's log.
+    pub fn log_tail(&self, n: usize) -> String {
         let t = std::fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default();
         let lines: Vec<&str> = t.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// (spi_in, spi_out) of every installed CHILD_SA (`swanctl --list-sas`).
+    pub fn child_spis(&self) -> Vec<(String, String)> {
+        let Ok(text) = self.swanctl(&["--list-sas"]) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut cur_in = None;
+        for line in text.lines() {
+            let l = line.trim();
+            let spi = || {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim_end_matches(',')
+                    .to_lowercase()
+            };
+            if l.starts_with("in ") {
+                cur_in = Some(spi());
+            } else if l.starts_with("out ") {
+                if let Some(i) = cur_in.take() {
+                    out.push((i, spi()));
+                }
+            }
+        }
+        out
     }
 }
