@@ -65,7 +65,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Everything the control socket and the metrics endpoint report.
+    /// Everything the control socket reports.
     pub fn snapshot(&self) -> Snapshot {
         let names: Vec<(String, String)> = self
             .tunnels
@@ -75,12 +75,27 @@ impl Shared {
         let mut routes = lock(&self.static_routes).status(&names);
         routes.extend(self.bgp.routes());
         Snapshot {
+            routes,
+            ..self.snapshot_without_routes()
+        }
+    }
+
+    /// Routes installed in the kernel (selector routes and BGP routes), counted without
+    /// building the route list.
+    pub fn routes_installed(&self) -> usize {
+        lock(&self.static_routes).installed() + self.bgp.route_counts().1
+    }
+
+    /// The snapshot with an empty `routes` list: for views that don't show routes and for
+    /// the metrics endpoint, so that neither copies a full table (a million routes).
+    pub fn snapshot_without_routes(&self) -> Snapshot {
+        Snapshot {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             uptime_secs: self.started.elapsed().as_secs(),
             tunnels: self.tunnels.iter().map(|t| t.status()).collect(),
             bgp: self.bgp.neighbors(),
-            routes,
+            routes: Vec::new(),
             dataplane_drops: {
                 let c = self.dp.global_counters();
                 dataplane::DropReason::ALL
@@ -409,7 +424,8 @@ async fn daemon_main(
     // Metrics.
     if let Some(addr) = cfg.daemon.metrics {
         let s = Arc::clone(&shared);
-        let f: crate::metrics::SnapshotFn = Arc::new(move || s.snapshot());
+        let f: crate::metrics::SnapshotFn =
+            Arc::new(move || (s.snapshot_without_routes(), s.routes_installed()));
         tokio::spawn(async move {
             if let Err(e) = crate::metrics::serve(addr, f).await {
                 tracing::error!(%addr, error = %e, "metrics endpoint failed");
@@ -429,12 +445,11 @@ async fn daemon_main(
                 let up = s.tunnels.iter().filter(|t| t.is_established()).count();
                 let nbs = s.bgp.neighbors();
                 let est = nbs.iter().filter(|n| n.state == "Established").count();
-                let statics = lock(&s.static_routes).installed();
                 let line = format!(
                     "STATUS={up}/{} tunnels up, {est}/{} BGP sessions Established, {} routes",
                     s.tunnels.len(),
                     nbs.len(),
-                    statics + s.bgp.route_counts().1
+                    s.routes_installed()
                 );
                 if line != last {
                     notify(&line);
@@ -853,9 +868,8 @@ fn remove_static_routes(shared: &Shared) {
 
 async fn handle_request(shared: &Arc<Shared>, req: Request) -> Response {
     match req {
-        Request::Status | Request::Sa | Request::Bgp | Request::Routes => {
-            Response::with_status(shared.snapshot())
-        }
+        Request::Status | Request::Routes => Response::with_status(shared.snapshot()),
+        Request::Sa | Request::Bgp => Response::with_status(shared.snapshot_without_routes()),
         Request::Initiate { tunnel } => tunnel_action(shared, &tunnel, TunnelCmd::Initiate).await,
         Request::Terminate { tunnel } => tunnel_action(shared, &tunnel, TunnelCmd::Terminate).await,
         Request::Rekey { tunnel, ike } => {

@@ -21,8 +21,9 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// Render the metrics text.
-pub fn render(s: &Snapshot) -> String {
+/// Render the metrics text. `routes_installed` is counted by the caller: a scrape must not
+/// build the list of a full table (a million routes) just to count it.
+pub fn render(s: &Snapshot, routes_installed: usize) -> String {
     let mut out = String::new();
     family(
         &mut out,
@@ -223,16 +224,13 @@ pub fn render(s: &Snapshot) -> String {
         "gauge",
         "Routes installed in the kernel.",
     );
-    let _ = writeln!(
-        out,
-        "causeway_routes_installed {}",
-        s.routes.iter().filter(|r| r.installed).count()
-    );
+    let _ = writeln!(out, "causeway_routes_installed {routes_installed}");
     out
 }
 
-/// Source of snapshots for the metrics endpoint.
-pub type SnapshotFn = Arc<dyn Fn() -> Snapshot + Send + Sync>;
+/// Source of snapshots for the metrics endpoint: the snapshot (its `routes` may be left
+/// empty) and the number of routes installed in the kernel.
+pub type SnapshotFn = Arc<dyn Fn() -> (Snapshot, usize) + Send + Sync>;
 
 /// Serve `GET /metrics` (any path answers the same) on `addr` until the task is dropped.
 pub async fn serve(addr: SocketAddr, snapshot: SnapshotFn) -> std::io::Result<()> {
@@ -273,7 +271,8 @@ pub async fn serve_on(listener: TcpListener, snapshot: SnapshotFn) -> std::io::R
                     _ => return,
                 }
             }
-            let body = render(&snapshot());
+            let (snap, routes_installed) = snapshot();
+            let body = render(&snap, routes_installed);
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
@@ -298,9 +297,14 @@ mod tests {
     async fn serves_http_on_loopback() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let f: SnapshotFn = Arc::new(|| Snapshot {
-            uptime_secs: 42,
-            ..Default::default()
+        let f: SnapshotFn = Arc::new(|| {
+            (
+                Snapshot {
+                    uptime_secs: 42,
+                    ..Default::default()
+                },
+                5,
+            )
         });
         tokio::spawn(serve_on(listener, f));
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -312,6 +316,7 @@ mod tests {
         assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
         assert!(resp.contains("text/plain; version=0.0.4"), "{resp}");
         assert!(resp.contains("\ncauseway_uptime_seconds 42\n"), "{resp}");
+        assert!(resp.contains("\ncauseway_routes_installed 5\n"), "{resp}");
     }
     use crate::api::{Counters, NeighborStatus, TunnelStatus};
 
@@ -341,7 +346,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let text = render(&s);
+        let text = render(&s, 3);
         assert!(
             text.contains("causeway_tunnel_tx_bytes_total{tunnel=\"azure\"} 20\n"),
             "{text}"
