@@ -63,7 +63,7 @@ cleanup() {
     ip netns del "$NSD" 2>/dev/null || true
 }
 trap 'cleanup; rm -rf "$WORK"' EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP PIPE
 
 now() { date +%s.%N; }
 # elapsed START END -> seconds with 3 decimals

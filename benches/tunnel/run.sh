@@ -85,7 +85,7 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP PIPE
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
