@@ -40,6 +40,25 @@ fn pair(suite: Suite, esn: bool, out_start: u64, in_start: u64) -> (Sa, Sa) {
     (out, inb)
 }
 
+/// An outbound/inbound pair keyed from `seed`, the inbound SA with a `window`-packet
+/// replay window.
+fn windowed_pair(suite: Suite, esn: bool, seed: u8, window: u64) -> (Sa, Sa) {
+    let k = keymat(suite, seed);
+    let out = Sa::from_keymat(
+        SaParams::new(SPI, Direction::Outbound, suite).with_esn(esn),
+        &k,
+    )
+    .expect("outbound");
+    let inb = Sa::from_keymat(
+        SaParams::new(SPI, Direction::Inbound, suite)
+            .with_esn(esn)
+            .with_replay_window(window as u32),
+        &k,
+    )
+    .expect("inbound");
+    (out, inb)
+}
+
 /// Seals `inner` and returns the ESP packet bytes.
 fn seal(sa: &Sa, inner: &[u8], nh: u8) -> (Vec<u8>, u64) {
     let mut buf = vec![0u8; MAX_HEADER_LEN + inner.len() + MAX_TRAILER_LEN];
@@ -118,12 +137,7 @@ proptest! {
     fn replay_window_matches_model(order in prop::collection::vec(0usize..300, 1..400), esn: bool) {
         let suite = Suite::AES128_GCM16;
         let window = 64u64;
-        let k = keymat(suite, 1);
-        let out = Sa::from_keymat(SaParams::new(SPI, Direction::Outbound, suite).with_esn(esn), &k).expect("sa");
-        let inb = Sa::from_keymat(
-            SaParams::new(SPI, Direction::Inbound, suite).with_esn(esn).with_replay_window(64),
-            &k,
-        ).expect("sa");
+        let (out, inb) = windowed_pair(suite, esn, 1, window);
         let pkts: Vec<Vec<u8>> = (0..300).map(|i| seal(&out, &payload(i % 50, 0), 4).0).collect();
         let mut seen = HashSet::new();
         let mut top = 0u64;
@@ -622,19 +636,7 @@ fn every_bit_flip_fails_with_the_right_reason() {
     const W: u64 = 64;
     for suite in suites() {
         for esn in [false, true] {
-            let k = keymat(suite, 0x3C);
-            let out = Sa::from_keymat(
-                SaParams::new(SPI, Direction::Outbound, suite).with_esn(esn),
-                &k,
-            )
-            .expect("sa");
-            let inb = Sa::from_keymat(
-                SaParams::new(SPI, Direction::Inbound, suite)
-                    .with_esn(esn)
-                    .with_replay_window(W as u32),
-                &k,
-            )
-            .expect("sa");
+            let (out, inb) = windowed_pair(suite, esn, 0x3C, W);
             let pkts: Vec<Vec<u8>> = (1..=201u64)
                 .map(|i| seal(&out, &payload(37, i as u8), 4).0)
                 .collect();
@@ -701,19 +703,7 @@ fn reordering_within_the_window_is_accepted_exactly_once() {
     let w = 1024u64;
     for suite in suites() {
         for esn in [false, true] {
-            let k = keymat(suite, 0x77);
-            let out = Sa::from_keymat(
-                SaParams::new(SPI, Direction::Outbound, suite).with_esn(esn),
-                &k,
-            )
-            .expect("sa");
-            let inb = Sa::from_keymat(
-                SaParams::new(SPI, Direction::Inbound, suite)
-                    .with_esn(esn)
-                    .with_replay_window(w as u32),
-                &k,
-            )
-            .expect("sa");
+            let (out, inb) = windowed_pair(suite, esn, 0x77, w);
             let n = w + 600;
             let pkts: Vec<Vec<u8>> = (0..n).map(|_| seal(&out, &[], 59).0).collect();
             let open_seq = |seq: u64| open(&inb, &pkts[seq as usize - 1]).map(|(_, _, s)| s);
